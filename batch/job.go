@@ -1,0 +1,221 @@
+package batch
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/passbatch/passbatch/models"
+)
+
+// Job declares a batch job: a flow of nodes run in order.
+type Job struct {
+	// Name identifies the job in the repository and the registry.
+	Name string
+	// Description is shown to operators.
+	Description string
+	// Flow is run in order; each element is a *Step or a *Split.
+	Flow []Node
+	// Listeners run before and after every execution, once each.
+	Listeners []JobListener
+	// Prepare completes and checks parameters before an execution is created
+	// (e.g. defaults run.at to now). Nil keeps them as given.
+	Prepare func(p Params, now time.Time) (Params, error)
+}
+
+// Node is an element of a job's flow: a *Step or a *Split.
+type Node interface{ nodeSteps() [][]*Step }
+
+// Split runs its flows in parallel; the job moves on when all have finished.
+type Split struct {
+	// Flows are sequences of steps; each runs its steps in order.
+	Flows [][]*Step
+}
+
+func (s *Split) nodeSteps() [][]*Step { return s.Flows }
+func (s *Step) nodeSteps() [][]*Step  { return [][]*Step{{s}} }
+
+// RepeatStatus tells the engine whether a tasklet wants to be called again.
+type RepeatStatus int
+
+const (
+	// Finished ends the tasklet step.
+	Finished RepeatStatus = iota
+	// Continuable calls the tasklet again in a new transaction.
+	Continuable
+)
+
+// StepContext is what a tasklet or a chunk's reader, processor and writer
+// see of the execution they run in.
+type StepContext struct {
+	// Params are the job execution's parameters.
+	Params Params
+	// JobExecutionID and StepExecutionID identify the running executions.
+	JobExecutionID  int64
+	StepExecutionID int64
+	// JobName and StepName name them.
+	JobName, StepName string
+	// Range is the partition's key range (chunk steps).
+	Range Range
+	// Context is the step execution context, saved with each transaction.
+	// Chunk steps keep their checkpoint under the key "batch.last_key".
+	Context map[string]any
+	// Counts are added to the step execution by a tasklet's transaction;
+	// a tasklet sets them to report what it did (chunk steps count themselves).
+	Counts Counts
+}
+
+// Counts are item counters a tasklet reports for one call.
+type Counts struct {
+	Read, Write, Filter int64
+}
+
+// Tasklet is one-shot work. It runs in tx, which also commits the step's
+// context and version; return Continuable to be called again.
+type Tasklet func(ctx context.Context, tx bun.Tx, sc *StepContext) (RepeatStatus, error)
+
+// JobListener hooks an execution's start and end. Both run inside the
+// transaction that changes the execution's status, so they run once per
+// execution even when tasks are delivered twice.
+type JobListener struct {
+	BeforeJob func(ctx context.Context, tx bun.Tx, je *models.JobExecution, p Params) error
+	AfterJob  func(ctx context.Context, tx bun.Tx, je *models.JobExecution, p Params) error
+}
+
+// StepListener hooks a step execution's start and end (the parent's, for a
+// partitioned step), inside the transaction that changes its status.
+type StepListener struct {
+	BeforeStep func(ctx context.Context, tx bun.Tx, se *models.StepExecution, p Params) error
+	AfterStep  func(ctx context.Context, tx bun.Tx, se *models.StepExecution, p Params) error
+}
+
+// Step is one step of a job. Build it with NewTasklet or NewChunk.
+type Step struct {
+	name      string
+	tasklet   Tasklet
+	chunk     chunkRunner
+	part      Partitioner
+	skip      SkipPolicy
+	retry     RetryPolicy
+	listeners []StepListener
+}
+
+// Name returns the step's name.
+func (s *Step) Name() string { return s.name }
+
+// Partitioned reports whether the step runs as partition tasks.
+func (s *Step) Partitioned() bool { return s.chunk != nil }
+
+// WithListeners adds step listeners and returns s.
+func (s *Step) WithListeners(ls ...StepListener) *Step {
+	s.listeners = append(s.listeners, ls...)
+	return s
+}
+
+// NewTasklet declares a tasklet step.
+func NewTasklet(name string, t Tasklet) *Step {
+	return &Step{name: name, tasklet: t}
+}
+
+// Registry maps job names to their definitions. Worker, scheduler, API and
+// CLI build the same one.
+type Registry struct {
+	jobs map[string]*Job
+}
+
+// NewRegistry returns a registry holding jobs; it panics on a duplicate or
+// malformed definition, which is a programming error.
+func NewRegistry(jobs ...*Job) *Registry {
+	r := &Registry{jobs: map[string]*Job{}}
+	for _, j := range jobs {
+		r.Add(j)
+	}
+	return r
+}
+
+// Add registers j; it panics on a duplicate or malformed definition.
+func (r *Registry) Add(j *Job) {
+	if err := j.validate(); err != nil {
+		panic(err)
+	}
+	if _, dup := r.jobs[j.Name]; dup {
+		panic(fmt.Sprintf("batch: job %q registered twice", j.Name))
+	}
+	r.jobs[j.Name] = j
+}
+
+// Job returns the job named name, or ErrUnknownJob.
+func (r *Registry) Job(name string) (*Job, error) {
+	j, ok := r.jobs[name]
+	if !ok {
+		return nil, fmt.Errorf("%w %q (known: %v)", ErrUnknownJob, name, r.Names())
+	}
+	return j, nil
+}
+
+// Names lists the registered job names, sorted.
+func (r *Registry) Names() []string {
+	out := make([]string, 0, len(r.jobs))
+	for n := range r.jobs {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (j *Job) validate() error {
+	if j.Name == "" || len(j.Name) > 100 {
+		return fmt.Errorf("batch: job name %q must be 1 to 100 characters", j.Name)
+	}
+	if len(j.Flow) == 0 {
+		return fmt.Errorf("batch: job %q has no steps", j.Name)
+	}
+	seen := map[string]bool{}
+	for _, n := range j.Flow {
+		for _, flow := range n.nodeSteps() {
+			if len(flow) == 0 {
+				return fmt.Errorf("batch: job %q has an empty flow in a split", j.Name)
+			}
+			for _, s := range flow {
+				if s.name == "" || len(s.name) > 100 {
+					return fmt.Errorf("batch: job %q: step name %q must be 1 to 100 characters", j.Name, s.name)
+				}
+				if seen[s.name] {
+					return fmt.Errorf("batch: job %q: step %q declared twice", j.Name, s.name)
+				}
+				seen[s.name] = true
+			}
+		}
+	}
+	return nil
+}
+
+// step finds a step by name.
+func (j *Job) step(name string) (*Step, bool) {
+	for _, n := range j.Flow {
+		for _, flow := range n.nodeSteps() {
+			for _, s := range flow {
+				if s.name == name {
+					return s, true
+				}
+			}
+		}
+	}
+	return nil, false
+}
+
+// StepNames lists every step of the job in flow order.
+func (j *Job) StepNames() []string {
+	var out []string
+	for _, n := range j.Flow {
+		for _, flow := range n.nodeSteps() {
+			for _, s := range flow {
+				out = append(out, s.name)
+			}
+		}
+	}
+	return out
+}

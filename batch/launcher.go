@@ -1,0 +1,181 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/uptrace/bun"
+
+	"github.com/passbatch/passbatch/models"
+)
+
+// Launch starts job name with params p. Spring Batch's rules hold, enforced
+// by the database: an instance (name + identifying params) with a COMPLETED
+// execution returns ErrAlreadyComplete; one with a running execution returns
+// an *AlreadyRunningError; one whose last execution was ABANDONED returns
+// ErrAbandoned; one whose last execution FAILED or STOPPED is restarted (a
+// new execution that resumes it). The execution is created STARTING and its
+// batch:job task enqueued.
+func (e *Engine) Launch(ctx context.Context, name string, p Params) (*models.JobExecution, error) {
+	job, err := e.reg.Job(name)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		p = Params{}
+	}
+	if job.Prepare != nil {
+		if p, err = job.Prepare(p, e.now()); err != nil {
+			return nil, err
+		}
+	}
+	return e.launch(ctx, job, p)
+}
+
+func (e *Engine) launch(ctx context.Context, job *Job, p Params) (*models.JobExecution, error) {
+	je := &models.JobExecution{Status: StatusStarting, ExitCode: ExitUnknown}
+	err := e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		inst := &models.JobInstance{JobName: job.Name, JobKey: p.JobKey()}
+		// DO UPDATE (not NOTHING) so the row is returned and locked: concurrent
+		// launches of one instance queue here and see each other's execution.
+		if err := tx.NewInsert().Model(inst).
+			On("CONFLICT (job_name, job_key) DO UPDATE").Set("job_name = EXCLUDED.job_name").
+			Returning("job_instance_id, create_time").Scan(ctx); err != nil {
+			return fmt.Errorf("create job instance: %w", err)
+		}
+		var last models.JobExecution
+		err := tx.NewSelect().Model(&last).Where("job_instance_id = ?", inst.JobInstanceID).
+			Order("job_execution_id DESC").Limit(1).Scan(ctx)
+		if err == nil {
+			var completed bool
+			completed, err = tx.NewSelect().Model((*models.JobExecution)(nil)).
+				Where("job_instance_id = ? AND status = ?", inst.JobInstanceID, StatusCompleted).Exists(ctx)
+			if err != nil {
+				return err
+			}
+			switch {
+			case completed:
+				return fmt.Errorf("%s: %w (instance %d)", job.Name, ErrAlreadyComplete, inst.JobInstanceID)
+			case Running(last.Status):
+				return &AlreadyRunningError{JobName: job.Name, JobExecutionID: last.JobExecutionID}
+			case last.Status == StatusAbandoned:
+				return fmt.Errorf("%s: %w: execution %d", job.Name, ErrAbandoned, last.JobExecutionID)
+			}
+		}
+		je.JobInstanceID = inst.JobInstanceID
+		if _, err := tx.NewInsert().Model(je).Returning("*").Exec(ctx); err != nil {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code == "23505" {
+				return &AlreadyRunningError{JobName: job.Name}
+			}
+			return fmt.Errorf("create job execution: %w", err)
+		}
+		rows := make([]models.JobExecutionParam, 0, len(p))
+		for k, v := range p {
+			id := "N"
+			if v.Identifying {
+				id = "Y"
+			}
+			rows = append(rows, models.JobExecutionParam{JobExecutionID: je.JobExecutionID, ParameterName: k, ParameterType: "STRING", ParameterValue: v.Value, Identifying: id})
+		}
+		if len(rows) > 0 {
+			if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
+				return fmt.Errorf("save job parameters: %w", err)
+			}
+		}
+		if _, err := tx.NewInsert().Model(&models.JobExecutionContext{JobExecutionID: je.JobExecutionID, ShortContext: "{}"}).Exec(ctx); err != nil {
+			return fmt.Errorf("save job context: %w", err)
+		}
+		je.Instance = inst
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.m.execution(job.Name, StatusStarting)
+	e.log.InfoContext(ctx, "job launched", "job", job.Name, "job_execution_id", je.JobExecutionID, "job_instance_id", je.JobInstanceID)
+	if err := e.enqueueJob(ctx, je.JobExecutionID); err != nil {
+		return je, fmt.Errorf("execution %d created but not queued (the reconciler will start it): %w", je.JobExecutionID, err)
+	}
+	return je, nil
+}
+
+// Restart creates a new execution of a FAILED or STOPPED execution's
+// instance, with the same parameters; it resumes from the checkpoints.
+func (e *Engine) Restart(ctx context.Context, jeID int64) (*models.JobExecution, error) {
+	je, err := loadJobExecution(ctx, e.db, jeID)
+	if err != nil {
+		return nil, err
+	}
+	if je.Status != StatusFailed && je.Status != StatusStopped {
+		if je.Status == StatusAbandoned {
+			return nil, fmt.Errorf("execution %d: %w", jeID, ErrAbandoned)
+		}
+		return nil, fmt.Errorf("execution %d is %s; only FAILED or STOPPED executions restart: %w", jeID, je.Status, ErrInvalidTransition)
+	}
+	job, err := e.reg.Job(je.Instance.JobName)
+	if err != nil {
+		return nil, err
+	}
+	p, err := loadParams(ctx, e.db, jeID)
+	if err != nil {
+		return nil, err
+	}
+	newer, err := e.db.NewSelect().Model((*models.JobExecution)(nil)).
+		Where("job_instance_id = ? AND job_execution_id > ?", je.JobInstanceID, jeID).Exists(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if newer {
+		return nil, fmt.Errorf("execution %d is not the latest of its instance; restart the latest: %w", jeID, ErrInvalidTransition)
+	}
+	return e.launch(ctx, job, p)
+}
+
+// Stop asks a running execution to stop: it becomes STOPPING, and its
+// partitions and tasklets end STOPPED between chunks, checkpoints kept.
+func (e *Engine) Stop(ctx context.Context, jeID int64) error {
+	res, err := e.db.NewUpdate().Model((*models.JobExecution)(nil)).
+		Set("status = ?", StatusStopping).Set("version = version + 1").Set("last_updated = now()").
+		Where("job_execution_id = ? AND status IN (?, ?)", jeID, StatusStarting, StatusStarted).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("stop execution %d: %w", jeID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		je, err := loadJobExecution(ctx, e.db, jeID)
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("execution %d is %s; only running executions stop: %w", jeID, je.Status, ErrInvalidTransition)
+	}
+	e.log.InfoContext(ctx, "job stopping", "job_execution_id", jeID)
+	// A job between steps has nothing running to notice; advance ends it.
+	return e.advance(ctx, jeID)
+}
+
+// Abandon marks a STOPPED or FAILED execution (or one stuck STOPPING)
+// ABANDONED; its instance can never run again.
+func (e *Engine) Abandon(ctx context.Context, jeID int64) error {
+	return e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		res, err := tx.NewUpdate().Model((*models.JobExecution)(nil)).
+			Set("status = ?", StatusAbandoned).Set("exit_code = ?", ExitFailed).
+			Set("end_time = coalesce(end_time, now())").Set("version = version + 1").Set("last_updated = now()").
+			Where("job_execution_id = ? AND status IN (?, ?, ?)", jeID, StatusStopped, StatusFailed, StatusStopping).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("abandon execution %d: %w", jeID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			je, err := loadJobExecution(ctx, tx, jeID)
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("execution %d is %s; only STOPPED, FAILED or STOPPING executions can be abandoned: %w", jeID, je.Status, ErrInvalidTransition)
+		}
+		_, err = tx.NewUpdate().Model((*models.StepExecution)(nil)).
+			Set("status = ?", StatusAbandoned).Set("end_time = coalesce(end_time, now())").Set("version = version + 1").Set("last_updated = now()").
+			Where("job_execution_id = ? AND status IN (?, ?, ?)", jeID, StatusStarting, StatusStarted, StatusStopping).Exec(ctx)
+		return err
+	})
+}

@@ -1,0 +1,178 @@
+// Package config reads passbatch's settings from the environment (DESIGN §1).
+//
+// Every process calls Load with the parts it needs; a missing or malformed
+// variable is reported as an *Error naming the variable and what is expected,
+// and main prints that one line and exits with status 2.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Config is the whole configuration of a passbatch process.
+type Config struct {
+	// DatabaseURL is the Postgres URL (postgres://...). Required.
+	DatabaseURL string
+	// RedisURL is the Redis URL (redis://, rediss://, redis-socket://,
+	// redis-sentinel://). Required by processes that touch the queues.
+	RedisURL string
+	// HTTPAddr is where the api listens. Default ":8080".
+	HTTPAddr string
+	// AdminToken is the bearer token that authenticates an admin. Required by the api.
+	AdminToken string
+	// SessionSecret signs session cookies; at least 32 bytes. Required by the api.
+	SessionSecret string
+	// StorageDir is where reports and exports are stored. Default "./.data/files".
+	StorageDir string
+	// NotifyWebhookURL receives notifications; empty sends them to the log.
+	NotifyWebhookURL string
+	// WorkerConcurrency is the number of tasks one worker runs at once. Default 10.
+	WorkerConcurrency int
+	// MetricsAddr is where a worker serves /metrics; empty disables it. Default "".
+	MetricsAddr string
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel slog.Level
+	// LogFormat is json or text; default text in a terminal, json otherwise.
+	LogFormat string
+}
+
+// Need says which optional groups of settings a process requires.
+type Need struct {
+	Redis bool // REDIS_URL
+	Web   bool // ADMIN_TOKEN, SESSION_SECRET, HTTP_ADDR
+}
+
+// Error is a configuration mistake: the variable and what was expected.
+type Error struct {
+	Var  string
+	Want string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("config: %s: %s", e.Var, e.Want)
+}
+
+// FromEnv loads the configuration from the process environment.
+func FromEnv(need Need) (Config, error) {
+	return Load(os.LookupEnv, need)
+}
+
+// Load reads the configuration through lookup (os.LookupEnv in production).
+// It returns the first problem found as an *Error.
+func Load(lookup func(string) (string, bool), need Need) (Config, error) {
+	get := func(k string) string {
+		v, _ := lookup(k)
+		return strings.TrimSpace(v)
+	}
+	c := Config{
+		DatabaseURL:      get("DATABASE_URL"),
+		RedisURL:         get("REDIS_URL"),
+		HTTPAddr:         get("HTTP_ADDR"),
+		AdminToken:       get("ADMIN_TOKEN"),
+		SessionSecret:    get("SESSION_SECRET"),
+		StorageDir:       get("STORAGE_DIR"),
+		NotifyWebhookURL: get("NOTIFY_WEBHOOK_URL"),
+		MetricsAddr:      get("METRICS_ADDR"),
+		LogFormat:        get("LOG_FORMAT"),
+	}
+	if c.DatabaseURL == "" {
+		return c, &Error{"DATABASE_URL", "required, e.g. postgres://user:pass@localhost:5432/passbatch?sslmode=disable"}
+	}
+	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		return c, &Error{"DATABASE_URL", "want a postgres://host/db URL"}
+	}
+	if need.Redis || c.RedisURL != "" {
+		if c.RedisURL == "" {
+			return c, &Error{"REDIS_URL", "required, e.g. redis://localhost:6379/0"}
+		}
+		u, err := url.Parse(c.RedisURL)
+		if err != nil {
+			return c, &Error{"REDIS_URL", "want a redis://, rediss://, redis-socket:// or redis-sentinel:// URL"}
+		}
+		switch u.Scheme {
+		case "redis", "rediss", "redis-sentinel":
+			if u.Host == "" {
+				return c, &Error{"REDIS_URL", "want a host, e.g. redis://localhost:6379/0"}
+			}
+		case "redis-socket":
+			if u.Path == "" {
+				return c, &Error{"REDIS_URL", "want a socket path, e.g. redis-socket:///run/redis.sock"}
+			}
+		default:
+			return c, &Error{"REDIS_URL", "want a redis://, rediss://, redis-socket:// or redis-sentinel:// URL"}
+		}
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":8080"
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return c, &Error{"HTTP_ADDR", "want host:port or :port, e.g. :8080"}
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return c, &Error{"METRICS_ADDR", "want host:port or :port, e.g. 127.0.0.1:9101"}
+		}
+	}
+	if need.Web {
+		if c.AdminToken == "" {
+			return c, &Error{"ADMIN_TOKEN", "required: the bearer token admins use"}
+		}
+		if len(c.AdminToken) < 12 {
+			return c, &Error{"ADMIN_TOKEN", "too short: use at least 12 characters"}
+		}
+		if len(c.SessionSecret) < 32 {
+			return c, &Error{"SESSION_SECRET", "required: at least 32 random characters"}
+		}
+	}
+	if c.StorageDir == "" {
+		c.StorageDir = "./.data/files"
+	}
+	if c.NotifyWebhookURL != "" {
+		if u, err := url.Parse(c.NotifyWebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return c, &Error{"NOTIFY_WEBHOOK_URL", "want an http:// or https:// URL, or empty for the log"}
+		}
+	}
+	c.WorkerConcurrency = 10
+	if v := get("WORKER_CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return c, &Error{"WORKER_CONCURRENCY", "want a whole number from 1 to 1000"}
+		}
+		c.WorkerConcurrency = n
+	}
+	c.LogLevel = slog.LevelInfo
+	if v := get("LOG_LEVEL"); v != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			return c, &Error{"LOG_LEVEL", "want debug, info, warn or error"}
+		}
+	}
+	switch c.LogFormat {
+	case "", "json", "text":
+	default:
+		return c, &Error{"LOG_FORMAT", "want json or text"}
+	}
+	return c, nil
+}
+
+// Logger builds the process logger: JSON in production, text in a terminal
+// (LOG_FORMAT overrides the guess).
+func (c Config) Logger() *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	format := c.LogFormat
+	if format == "" {
+		format = "json"
+		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			format = "text"
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}

@@ -1,0 +1,70 @@
+package config
+
+import (
+	"errors"
+	"testing"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestLoad(t *testing.T) {
+	t.Parallel()
+	base := func() map[string]string {
+		return map[string]string{
+			"DATABASE_URL":   "postgres://u@127.0.0.1:5432/db?sslmode=disable",
+			"REDIS_URL":      "redis://127.0.0.1:6379/0",
+			"ADMIN_TOKEN":    "admin-token-123",
+			"SESSION_SECRET": "0123456789abcdef0123456789abcdef",
+		}
+	}
+	tests := []struct {
+		name    string
+		change  map[string]string
+		need    Need
+		wantVar string
+	}{
+		{name: "ok", need: Need{Redis: true, Web: true}},
+		{name: "missing database", change: map[string]string{"DATABASE_URL": ""}, wantVar: "DATABASE_URL"},
+		{name: "nonsense database", change: map[string]string{"DATABASE_URL": "nonsense"}, wantVar: "DATABASE_URL"},
+		{name: "mysql database", change: map[string]string{"DATABASE_URL": "mysql://x/y"}, wantVar: "DATABASE_URL"},
+		{name: "missing redis", change: map[string]string{"REDIS_URL": ""}, need: Need{Redis: true}, wantVar: "REDIS_URL"},
+		{name: "redis not needed", change: map[string]string{"REDIS_URL": ""}},
+		{name: "bad redis scheme", change: map[string]string{"REDIS_URL": "http://x"}, wantVar: "REDIS_URL"},
+		{name: "sentinel ok", change: map[string]string{"REDIS_URL": "redis-sentinel://h1:26379,h2:26379?master=m"}, need: Need{Redis: true}},
+		{name: "short secret", change: map[string]string{"SESSION_SECRET": "short"}, need: Need{Web: true}, wantVar: "SESSION_SECRET"},
+		{name: "missing token", change: map[string]string{"ADMIN_TOKEN": ""}, need: Need{Web: true}, wantVar: "ADMIN_TOKEN"},
+		{name: "bad concurrency", change: map[string]string{"WORKER_CONCURRENCY": "ten"}, wantVar: "WORKER_CONCURRENCY"},
+		{name: "zero concurrency", change: map[string]string{"WORKER_CONCURRENCY": "0"}, wantVar: "WORKER_CONCURRENCY"},
+		{name: "bad log level", change: map[string]string{"LOG_LEVEL": "loud"}, wantVar: "LOG_LEVEL"},
+		{name: "bad http addr", change: map[string]string{"HTTP_ADDR": "8080"}, wantVar: "HTTP_ADDR"},
+		{name: "bad webhook", change: map[string]string{"NOTIFY_WEBHOOK_URL": "ftp://x"}, wantVar: "NOTIFY_WEBHOOK_URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			m := base()
+			for k, v := range tt.change {
+				m[k] = v
+			}
+			c, err := Load(env(m), tt.need)
+			if tt.wantVar == "" {
+				if err != nil {
+					t.Fatalf("Load: %v", err)
+				}
+				if c.HTTPAddr != ":8080" || c.WorkerConcurrency != 10 || c.StorageDir != "./.data/files" {
+					t.Fatalf("defaults not applied: %+v", c)
+				}
+				return
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("want *Error for %s, got %v", tt.wantVar, err)
+			}
+			if ce.Var != tt.wantVar {
+				t.Fatalf("error names %s, want %s (%v)", ce.Var, tt.wantVar, err)
+			}
+		})
+	}
+}
