@@ -22,8 +22,8 @@ import (
 // item is a row of the test table: n counts how often the job applied its
 // effect, so a double application is visible as n = 2.
 type item struct {
-	ID  int64 `bun:"id"`
-	N   int   `bun:"n"`
+	ID  int64  `bun:"id"`
+	N   int    `bun:"n"`
 	Bad string `bun:"bad"`
 }
 

@@ -222,8 +222,8 @@ func (e *Engine) handleStepDone(ctx context.Context, t *asynq.Task) error {
 		}
 		var agg struct {
 			Read, Write, Filter, ReadSkip, WriteSkip, ProcessSkip, Commit, Rollback int64
-			Failed, Stopped                                                      int
-			Msg                                                                  string
+			Failed, Stopped                                                         int
+			Msg                                                                     string
 		}
 		if err := tx.NewRaw(`SELECT coalesce(sum(read_count),0) AS read, coalesce(sum(write_count),0) AS write,
 				coalesce(sum(filter_count),0) AS filter, coalesce(sum(read_skip_count),0) AS read_skip,

@@ -9,8 +9,8 @@ package migrations
 import (
 	"context"
 	"embed"
-	"io/fs"
 	"fmt"
+	"io/fs"
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/migrate"
