@@ -20,7 +20,7 @@ import (
 func fence(ctx context.Context, tx bun.Tx, seID, version int64) (Status, error) {
 	var jobStatus string
 	err := tx.NewRaw(`UPDATE batch_step_execution AS s
-		SET version = s.version + 1, status = ?, start_time = coalesce(s.start_time, now()), last_updated = now()
+		SET version = s.version + 1, status = ?, start_time = coalesce(s.start_time, clock_timestamp()), last_updated = clock_timestamp()
 		FROM batch_job_execution AS j
 		WHERE s.step_execution_id = ? AND s.version = ? AND s.status IN (?, ?) AND j.job_execution_id = s.job_execution_id
 		RETURNING j.status`, StatusStarted, seID, version, StatusStarting, StatusStarted).Scan(ctx, &jobStatus)
@@ -39,7 +39,7 @@ func finishPartition(ctx context.Context, tx bun.Tx, se *models.StepExecution, s
 	if _, err := tx.NewUpdate().Model((*models.StepExecution)(nil)).
 		Set("status = ?", status).Set("exit_code = ?", exitCodeFor(status)).Set("exit_message = ?", truncate(msg, 10000)).
 		Set("rollback_count = rollback_count + ?", rollbacks).
-		Set("end_time = now()").Set("last_updated = now()").
+		Set("end_time = clock_timestamp()").Set("last_updated = clock_timestamp()").
 		Where("step_execution_id = ?", se.StepExecutionID).Exec(ctx); err != nil {
 		return false, fmt.Errorf("finish partition %d: %w", se.StepExecutionID, err)
 	}
@@ -47,7 +47,7 @@ func finishPartition(ctx context.Context, tx bun.Tx, se *models.StepExecution, s
 		Done  int `bun:"partitions_done"`
 		Total int `bun:"partitions_total"`
 	}
-	if err := tx.NewRaw(`UPDATE batch_step_execution SET partitions_done = partitions_done + 1, last_updated = now()
+	if err := tx.NewRaw(`UPDATE batch_step_execution SET partitions_done = partitions_done + 1, last_updated = clock_timestamp()
 		WHERE step_execution_id = ? RETURNING partitions_done, partitions_total`, *se.ParentStepExecutionID).Scan(ctx, &b); err != nil {
 		return false, fmt.Errorf("partition barrier of %d: %w", *se.ParentStepExecutionID, err)
 	}
@@ -248,7 +248,7 @@ func (e *Engine) handleStepDone(ctx context.Context, t *asynq.Task) error {
 			Set("read_skip_count = ?", agg.ReadSkip).Set("write_skip_count = ?", agg.WriteSkip).
 			Set("process_skip_count = ?", agg.ProcessSkip).Set("commit_count = ?", agg.Commit).Set("rollback_count = ?", agg.Rollback).
 			Set("status = ?", status).Set("exit_code = ?", exitCodeFor(status)).Set("exit_message = ?", truncate(msg, 10000)).
-			Set("end_time = now()").Set("version = version + 1").Set("last_updated = now()").
+			Set("end_time = clock_timestamp()").Set("version = version + 1").Set("last_updated = clock_timestamp()").
 			WherePK().Returning("*").Scan(ctx); err != nil {
 			return fmt.Errorf("finish step %d: %w", se.StepExecutionID, err)
 		}
@@ -307,7 +307,7 @@ func (e *Engine) runTasklet(ctx context.Context, env *stepEnv, seID int64) error
 			if jobStatus == StatusStopping || jobStatus == StatusStopped {
 				done = true
 				_, err := tx.NewUpdate().Model((*models.StepExecution)(nil)).
-					Set("status = ?", StatusStopped).Set("exit_code = ?", ExitStopped).Set("end_time = now()").
+					Set("status = ?", StatusStopped).Set("exit_code = ?", ExitStopped).Set("end_time = clock_timestamp()").
 					Where("step_execution_id = ?", seID).Exec(ctx)
 				return err
 			}
@@ -336,7 +336,7 @@ func (e *Engine) runTasklet(ctx context.Context, env *stepEnv, seID int64) error
 				WherePK()
 			if rs == Finished {
 				done = true
-				upd = upd.Set("status = ?", StatusCompleted).Set("exit_code = ?", ExitCompleted).Set("end_time = now()")
+				upd = upd.Set("status = ?", StatusCompleted).Set("exit_code = ?", ExitCompleted).Set("end_time = clock_timestamp()")
 			}
 			if err := upd.Returning("*").Scan(ctx); err != nil {
 				return fmt.Errorf("count tasklet: %w", err)

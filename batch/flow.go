@@ -114,7 +114,7 @@ func (e *Engine) finishJob(ctx context.Context, jeID int64, status Status, msg s
 		je := new(models.JobExecution)
 		res, err := tx.NewUpdate().Model(je).
 			Set("status = ?", status).Set("exit_code = ?", exitCodeFor(status)).Set("exit_message = ?", truncate(msg, 10000)).
-			Set("end_time = now()").Set("start_time = coalesce(start_time, now())").Set("version = version + 1").Set("last_updated = now()").
+			Set("end_time = clock_timestamp()").Set("start_time = coalesce(start_time, clock_timestamp())").Set("version = version + 1").Set("last_updated = clock_timestamp()").
 			Where("job_execution_id = ? AND status IN (?, ?, ?)", jeID, StatusStarting, StatusStarted, StatusStopping).
 			Returning("*").Exec(ctx)
 		if err != nil {

@@ -22,8 +22,8 @@ func (e *Engine) handleJob(ctx context.Context, t *asynq.Task) error {
 	}
 	err := e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		res, err := tx.NewUpdate().Model((*models.JobExecution)(nil)).
-			Set("status = ?", StatusStarted).Set("start_time = now()").Set("exit_code = ?", ExitExecuting).
-			Set("version = version + 1").Set("last_updated = now()").
+			Set("status = ?", StatusStarted).Set("start_time = clock_timestamp()").Set("exit_code = ?", ExitExecuting).
+			Set("version = version + 1").Set("last_updated = clock_timestamp()").
 			Where("job_execution_id = ? AND status = ?", p.JobExecutionID, StatusStarting).Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("start execution %d: %w", p.JobExecutionID, err)
@@ -206,7 +206,7 @@ func (e *Engine) startPartitions(ctx context.Context, env *stepEnv, se *models.S
 			se.PartitionsTotal, se.PartitionsDone, se.Status = &total, done, StatusStarted
 			if _, err := tx.NewUpdate().Model(se).
 				Set("partitions_total = ?", total).Set("partitions_done = ?", done).Set("status = ?", StatusStarted).
-				Set("start_time = now()").Set("version = version + 1").Set("last_updated = now()").
+				Set("start_time = clock_timestamp()").Set("version = version + 1").Set("last_updated = clock_timestamp()").
 				WherePK().Exec(ctx); err != nil {
 				return fmt.Errorf("start step %s: %w", env.step.name, err)
 			}
@@ -309,7 +309,7 @@ func (e *Engine) failStep(ctx context.Context, seID int64, cause error) error {
 	}
 	if _, err := e.db.NewUpdate().Model((*models.StepExecution)(nil)).
 		Set("status = ?", StatusFailed).Set("exit_code = ?", ExitFailed).Set("exit_message = ?", truncate(cause.Error(), 10000)).
-		Set("end_time = now()").Set("version = version + 1").Set("last_updated = now()").
+		Set("end_time = clock_timestamp()").Set("version = version + 1").Set("last_updated = clock_timestamp()").
 		Where("step_execution_id = ? AND status IN (?, ?)", seID, StatusStarting, StatusStarted).Exec(ctx); err != nil {
 		return fmt.Errorf("fail step execution %d: %w", seID, err)
 	}

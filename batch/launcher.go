@@ -138,7 +138,7 @@ func (e *Engine) Restart(ctx context.Context, jeID int64) (*models.JobExecution,
 // partitions and tasklets end STOPPED between chunks, checkpoints kept.
 func (e *Engine) Stop(ctx context.Context, jeID int64) error {
 	res, err := e.db.NewUpdate().Model((*models.JobExecution)(nil)).
-		Set("status = ?", StatusStopping).Set("version = version + 1").Set("last_updated = now()").
+		Set("status = ?", StatusStopping).Set("version = version + 1").Set("last_updated = clock_timestamp()").
 		Where("job_execution_id = ? AND status IN (?, ?)", jeID, StatusStarting, StatusStarted).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("stop execution %d: %w", jeID, err)
@@ -161,7 +161,7 @@ func (e *Engine) Abandon(ctx context.Context, jeID int64) error {
 	return e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		res, err := tx.NewUpdate().Model((*models.JobExecution)(nil)).
 			Set("status = ?", StatusAbandoned).Set("exit_code = ?", ExitFailed).
-			Set("end_time = coalesce(end_time, now())").Set("version = version + 1").Set("last_updated = now()").
+			Set("end_time = coalesce(end_time, clock_timestamp())").Set("version = version + 1").Set("last_updated = clock_timestamp()").
 			Where("job_execution_id = ? AND status IN (?, ?, ?)", jeID, StatusStopped, StatusFailed, StatusStopping).Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("abandon execution %d: %w", jeID, err)
@@ -174,7 +174,7 @@ func (e *Engine) Abandon(ctx context.Context, jeID int64) error {
 			return fmt.Errorf("execution %d is %s; only STOPPED, FAILED or STOPPING executions can be abandoned: %w", jeID, je.Status, ErrInvalidTransition)
 		}
 		_, err = tx.NewUpdate().Model((*models.StepExecution)(nil)).
-			Set("status = ?", StatusAbandoned).Set("end_time = coalesce(end_time, now())").Set("version = version + 1").Set("last_updated = now()").
+			Set("status = ?", StatusAbandoned).Set("end_time = coalesce(end_time, clock_timestamp())").Set("version = version + 1").Set("last_updated = clock_timestamp()").
 			Where("job_execution_id = ? AND status IN (?, ?, ?)", jeID, StatusStarting, StatusStarted, StatusStopping).Exec(ctx)
 		return err
 	})

@@ -1,0 +1,139 @@
+// Package testjob declares the jobs the engine's tests run: chunk steps over
+// a table t whose column n counts how often an item's effect was applied, so
+// a double application shows as n = 2 (and is refused by CHECK (n <= 1)).
+package testjob
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+
+	"github.com/passbatch/passbatch/batch"
+)
+
+// Item is a row of t. Bad makes the processor ("process") or the writer
+// ("write") fail on it, or is "" for a good row.
+type Item struct {
+	ID  int64  `bun:"id"`
+	N   int    `bun:"n"`
+	Bad string `bun:"bad"`
+}
+
+// CreateTable creates t with rows good rows.
+func CreateTable(ctx context.Context, db bun.IDB, rows int) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE t (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0 CHECK (n <= 1),
+		bad text NOT NULL DEFAULT '', flag bool NOT NULL DEFAULT false)`); err != nil {
+		return fmt.Errorf("create t: %w", err)
+	}
+	if rows > 0 {
+		if _, err := db.ExecContext(ctx, `INSERT INTO t (n) SELECT 0 FROM generate_series(1, ?)`, rows); err != nil {
+			return fmt.Errorf("fill t: %w", err)
+		}
+	}
+	return nil
+}
+
+// Options shape IncJob.
+type Options struct {
+	Partitions, ChunkSize, Concurrency int
+	Skip                               batch.SkipPolicy
+	Retry                              batch.RetryPolicy
+	// Where filters the rows read (SQL over t), e.g. "flag = false".
+	Where string
+	// SetFlag makes the writer also set flag = true: a writer that changes
+	// the reader's filter column.
+	SetFlag bool
+	// Processor replaces the default processor (which fails items whose bad
+	// is "process", and sleeps the param sleep_ms per item).
+	Processor batch.Processor[Item, Item]
+}
+
+// IncJob declares job name: one chunk step "inc" setting n = n + 1 on every
+// row of t, partitioned by id.
+func IncJob(name string, o Options) *batch.Job {
+	return &batch.Job{Name: name, Flow: []batch.Node{IncStep("inc", o)}}
+}
+
+// IncStep is IncJob's step, for composing other test jobs.
+func IncStep(step string, o Options) *batch.Step {
+	if o.Partitions == 0 {
+		o.Partitions = 8
+	}
+	filter := func(q *bun.SelectQuery, _ *batch.StepContext) *bun.SelectQuery {
+		if o.Where != "" {
+			q = q.Where(o.Where)
+		}
+		return q
+	}
+	proc := o.Processor
+	if proc == nil {
+		proc = func(ctx context.Context, sc *batch.StepContext, it Item) (Item, error) {
+			if ms, _ := sc.Params.Int("sleep_ms", 0); ms > 0 {
+				time.Sleep(time.Duration(ms) * time.Millisecond)
+			}
+			if it.Bad == "process" {
+				return it, batch.Skippable(fmt.Errorf("item %d is bad", it.ID))
+			}
+			if it.Bad == "filter" {
+				return it, batch.ErrFiltered
+			}
+			return it, nil
+		}
+	}
+	return batch.NewChunk(step, batch.ChunkStep[Item, Item]{
+		Reader: batch.KeysetReader[Item]{
+			Column: "id",
+			Query: func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery {
+				return filter(q.TableExpr("t").Column("id", "n", "bad"), sc)
+			},
+			KeyOf: func(it Item) int64 { return it.ID },
+		},
+		Processor: proc,
+		Writer: func(ctx context.Context, tx bun.Tx, sc *batch.StepContext, items []Item) error {
+			ids := make([]int64, 0, len(items))
+			for _, it := range items {
+				if it.Bad == "write" {
+					// A write that fails for this item's data, like a CHECK violation.
+					if _, err := tx.ExecContext(ctx, "UPDATE t SET n = 2 WHERE id = ?", it.ID); err != nil {
+						return batch.Skippable(err)
+					}
+				}
+				ids = append(ids, it.ID)
+			}
+			set := "n = n + 1"
+			if o.SetFlag {
+				set += ", flag = true"
+			}
+			_, err := tx.NewRaw("UPDATE t SET "+set+" WHERE id = ANY(?)", pgdialect.Array(ids)).Exec(ctx)
+			return err
+		},
+		ChunkSize:   o.ChunkSize,
+		Concurrency: o.Concurrency,
+		Partitioner: batch.KeyRangePartitioner("t", "id", o.Partitions, filter),
+		Skip:        o.Skip,
+		Retry:       o.Retry,
+	})
+}
+
+// Registry holds the jobs the test worker binary serves: "inc" (8
+// partitions, chunk 100) and "inc-wide" (16 partitions, chunk 50).
+func Registry() *batch.Registry {
+	return batch.NewRegistry(
+		IncJob("inc", Options{Partitions: 8, ChunkSize: 100}),
+		IncJob("inc-wide", Options{Partitions: 16, ChunkSize: 50}),
+	)
+}
+
+// IDs formats ids for messages.
+func IDs(ids []int64) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatInt(id, 10)
+	}
+	return strings.Join(s, ",")
+}
