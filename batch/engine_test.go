@@ -600,12 +600,20 @@ func TestListenersOncePerExecution(t *testing.T) {
 		}
 	}
 	step := testjob.IncStep("inc", testjob.Options{Partitions: 4, ChunkSize: 10}).WithListeners(batch.StepListener{
-		BeforeStep: func(ctx context.Context, tx bun.Tx, se *models.StepExecution, p batch.Params) error { return record("before-step")(ctx, tx) },
-		AfterStep:  func(ctx context.Context, tx bun.Tx, se *models.StepExecution, p batch.Params) error { return record("after-step")(ctx, tx) },
+		BeforeStep: func(ctx context.Context, tx bun.Tx, se *models.StepExecution, p batch.Params) error {
+			return record("before-step")(ctx, tx)
+		},
+		AfterStep: func(ctx context.Context, tx bun.Tx, se *models.StepExecution, p batch.Params) error {
+			return record("after-step")(ctx, tx)
+		},
 	})
 	job := &batch.Job{Name: "listen", Flow: []batch.Node{step}, Listeners: []batch.JobListener{{
-		BeforeJob: func(ctx context.Context, tx bun.Tx, je *models.JobExecution, p batch.Params) error { return record("before-job")(ctx, tx) },
-		AfterJob:  func(ctx context.Context, tx bun.Tx, je *models.JobExecution, p batch.Params) error { return record("after-job")(ctx, tx) },
+		BeforeJob: func(ctx context.Context, tx bun.Tx, je *models.JobExecution, p batch.Params) error {
+			return record("before-job")(ctx, tx)
+		},
+		AfterJob: func(ctx context.Context, tx bun.Tx, je *models.JobExecution, p batch.Params) error {
+			return record("after-job")(ctx, tx)
+		},
 	}}}
 	b := setup(t, 200, job)
 	if _, err := b.db.ExecContext(context.Background(), "CREATE TABLE calls (what text NOT NULL)"); err != nil {
