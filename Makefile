@@ -1,0 +1,43 @@
+# passbatch — see README.md. `make dev` runs the system, `make test` tests it.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+GO ?= go
+export ADMIN_TOKEN ?= dev-admin-token
+export SESSION_SECRET ?= dev-session-secret-change-me-0123456789
+export HTTP_ADDR ?= :8080
+
+.PHONY: build services dev test bench stop clean lint browser
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+services:
+	scripts/services.sh start
+
+dev: build services
+	source .data/env && bin/ptctl migrate && bin/ptctl seed --if-empty && exec scripts/run-dev.sh
+
+# Headless Chromium for the browser tests; a failed install only skips them.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && \
+		(apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+		 DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium >/dev/null) ; } || \
+		echo "make: warning: chromium is not installed; the browser tests will be skipped"
+
+test: services browser
+	source .data/env && DATABASE_URL=$$TEST_DATABASE_URL REDIS_URL=$$TEST_REDIS_URL \
+		$(GO) test -race -count=1 -timeout 45m ./...
+
+bench: services
+	source .data/env && $(GO) run ./cmd/ptctl bench $(BENCH_ARGS)
+
+stop:
+	scripts/services.sh stop
+
+clean:
+	scripts/services.sh clean
+	rm -rf bin
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
