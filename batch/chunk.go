@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -40,6 +39,18 @@ type ChunkStep[I, O any] struct {
 	// Skip and Retry are the step's fault policies.
 	Skip  SkipPolicy
 	Retry RetryPolicy
+	// OnSkip, when set, runs in the chunk transaction after the chunk's
+	// skipped items are recorded (Spring's SkipListener), e.g. to mark them
+	// in the domain so they are not read again.
+	OnSkip func(ctx context.Context, tx bun.Tx, sc *StepContext, skipped []SkippedItem) error
+}
+
+// SkippedItem is an item a chunk skipped: its key, the phase (process or
+// write) and the error.
+type SkippedItem struct {
+	Key   int64
+	Phase string
+	Err   error
 }
 
 // NewChunk declares a chunk step.
@@ -57,7 +68,7 @@ func NewChunk[I, O any](name string, c ChunkStep[I, O]) *Step {
 	if part == nil {
 		part = func(context.Context, bun.IDB, *StepContext) ([]Range, error) { return []Range{FullRange}, nil }
 	}
-	return &Step{name: name, chunk: &c, part: part, skip: c.Skip, retry: c.Retry}
+	return &Step{name: name, chunk: &c, part: part, skip: c.Skip, retry: c.Retry, onSkip: c.OnSkip}
 }
 
 // chunkRunner is a ChunkStep with its item types erased.
@@ -66,9 +77,9 @@ type chunkRunner interface {
 }
 
 type skipRecord struct {
-	key   string
+	key   int64
 	phase string
-	err   string
+	err   error
 }
 
 // chunkOutcome is what one chunk did.
@@ -138,7 +149,7 @@ func (c *ChunkStep[I, O]) run(ctx context.Context, tx bun.Tx, sc *StepContext, f
 			out.filtered++
 		case c.Skip.canSkip(r.err, skipsSoFar+int64(len(out.skips))):
 			out.processSkips++
-			out.skips = append(out.skips, skipRecord{strconv.FormatInt(c.Reader.Key(items[i]), 10), "process", r.err.Error()})
+			out.skips = append(out.skips, skipRecord{c.Reader.Key(items[i]), "process", r.err})
 		case isInfra(r.err):
 			return nil, r.err
 		default:
@@ -184,7 +195,7 @@ func (c *ChunkStep[I, O]) run(ctx context.Context, tx bun.Tx, sc *StepContext, f
 			return nil, &stepFailure{fmt.Errorf("write item %d: %w", keys[i], err)}
 		}
 		out.writeSkips++
-		out.skips = append(out.skips, skipRecord{strconv.FormatInt(keys[i], 10), "write", err.Error()})
+		out.skips = append(out.skips, skipRecord{keys[i], "write", err})
 	}
 	return out, nil
 }

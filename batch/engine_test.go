@@ -65,7 +65,8 @@ func (b *bundle) startWorkers(t *testing.T, n, concurrency int) {
 	for i := 0; i < n; i++ {
 		srv := asynq.NewServer(opt, asynq.Config{
 			Concurrency: concurrency, Queues: batch.Queues(nil), Logger: nopLogger{}, LogLevel: asynq.FatalLevel,
-			RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return 100 * time.Millisecond },
+			RetryDelayFunc:    func(int, error, *asynq.Task) time.Duration { return 100 * time.Millisecond },
+			TaskCheckInterval: 50 * time.Millisecond,
 		})
 		mux := asynq.NewServeMux()
 		b.engine.Register(mux)

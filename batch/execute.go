@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -113,10 +114,19 @@ func (e *Engine) handlePartition(ctx context.Context, t *asynq.Task) error {
 			if len(out.skips) > 0 {
 				rows := make([]models.SkippedItem, len(out.skips))
 				for i, s := range out.skips {
-					rows[i] = models.SkippedItem{StepExecutionID: se.StepExecutionID, ItemKey: s.key, Phase: s.phase, Error: truncate(s.err, 4000)}
+					rows[i] = models.SkippedItem{StepExecutionID: se.StepExecutionID, ItemKey: strconv.FormatInt(s.key, 10), Phase: s.phase, Error: truncate(s.err.Error(), 4000)}
 				}
 				if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
 					return fmt.Errorf("record skipped items: %w", err)
+				}
+				if env.step.onSkip != nil {
+					items := make([]SkippedItem, len(out.skips))
+					for i, s := range out.skips {
+						items[i] = SkippedItem{Key: s.key, Phase: s.phase, Err: s.err}
+					}
+					if err := env.step.onSkip(ctx, tx, sc, items); err != nil {
+						return fmt.Errorf("skip listener: %w", err)
+					}
 				}
 			}
 			if _, err := tx.NewUpdate().Model((*models.StepExecution)(nil)).

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-
 	"github.com/passbatch/passbatch/models"
 )
 
@@ -190,4 +189,3 @@ func (e *Engine) LastExecutions(ctx context.Context) (map[string]ExecutionSummar
 	}
 	return out, nil
 }
-

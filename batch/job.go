@@ -101,6 +101,7 @@ type Step struct {
 	skip      SkipPolicy
 	retry     RetryPolicy
 	listeners []StepListener
+	onSkip    func(ctx context.Context, tx bun.Tx, sc *StepContext, skipped []SkippedItem) error
 }
 
 // Name returns the step's name.

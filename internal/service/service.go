@@ -1,0 +1,94 @@
+// Package service wires passbatch's parts together from a config: the
+// database, Redis, the notifier, file storage, the job registry and the
+// batch engine. Every main package builds one and adds its own front.
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"github.com/uptrace/bun"
+
+	"github.com/passbatch/passbatch/batch"
+	"github.com/passbatch/passbatch/config"
+	"github.com/passbatch/passbatch/internal/database"
+	"github.com/passbatch/passbatch/notify"
+	"github.com/passbatch/passbatch/storage"
+	"github.com/passbatch/passbatch/tasks"
+)
+
+// Service is the wired system a process runs.
+type Service struct {
+	Config config.Config
+	Logger *slog.Logger
+	DB     *bun.DB
+	Redis  asynq.RedisConnOpt
+	Client *asynq.Client
+	// RedisClient is a plain client for health checks.
+	RedisClient redis.UniversalClient
+	Store       storage.Store
+	Notifier    notify.Notifier
+	Registry    *batch.Registry
+	Engine      *batch.Engine
+	// Metrics is the process's Prometheus registry (Go and process
+	// collectors, the engine's metrics).
+	Metrics *prometheus.Registry
+}
+
+// Open connects to Postgres and (when configured) Redis and builds the engine.
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Service, error) {
+	s := &Service{Config: cfg, Logger: log, Metrics: prometheus.NewRegistry()}
+	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	db, err := database.Open(ctx, cfg.DatabaseURL, database.Options{MaxOpenConns: 4 * cfg.WorkerConcurrency})
+	if err != nil {
+		return nil, err
+	}
+	s.DB = db
+	if cfg.RedisURL != "" {
+		opt, err := asynq.ParseRedisURI(cfg.RedisURL)
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		s.Redis = opt
+		s.Client = asynq.NewClient(opt)
+		if c, ok := opt.MakeRedisClient().(redis.UniversalClient); ok {
+			s.RedisClient = c
+		}
+	}
+	s.Store, err = storage.NewLocal(cfg.StorageDir)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.Notifier = notify.FromConfig(cfg.NotifyWebhookURL, log)
+	s.Registry = tasks.Registry(tasks.Deps{DB: db, Notifier: s.Notifier, Store: s.Store, Logger: log})
+	s.Engine = batch.New(db, s.Client, s.Registry, batch.Options{Logger: log, Metrics: batch.NewMetrics(s.Metrics)})
+	return s, nil
+}
+
+// PingRedis checks that Redis answers.
+func (s *Service) PingRedis(ctx context.Context) error {
+	if s.RedisClient == nil {
+		return fmt.Errorf("redis is not configured")
+	}
+	return s.RedisClient.Ping(ctx).Err()
+}
+
+// Close releases the connections.
+func (s *Service) Close() {
+	if s.Client != nil {
+		s.Client.Close()
+	}
+	if s.RedisClient != nil {
+		s.RedisClient.Close()
+	}
+	if s.DB != nil {
+		s.DB.Close()
+	}
+}

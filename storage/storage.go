@@ -1,0 +1,170 @@
+// Package storage keeps report and export files: a local directory
+// (STORAGE_DIR) behind a small interface.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// ErrNotFound is returned for a key that holds no file.
+var ErrNotFound = errors.New("file not found")
+
+// ErrBadKey is returned for a key that is empty, absolute or climbs out
+// of the store ("..").
+var ErrBadKey = errors.New("invalid file key")
+
+// Info describes a stored file.
+type Info struct {
+	Key     string    `json:"key"`
+	Size    int64     `json:"size"`
+	ModTime time.Time `json:"mod_time"`
+}
+
+// Store keeps files by key ("reports/daily/2026-11-24.csv").
+type Store interface {
+	// Put stores r under key atomically (readers never see a partial file).
+	Put(ctx context.Context, key string, r io.Reader) (int64, error)
+	// Open opens key for reading; the caller closes it.
+	Open(ctx context.Context, key string) (ReadSeekCloser, error)
+	// Stat describes key.
+	Stat(ctx context.Context, key string) (Info, error)
+	// Delete removes key; deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+	// List describes the files under prefix, sorted by key.
+	List(ctx context.Context, prefix string) ([]Info, error)
+}
+
+// ReadSeekCloser is an open stored file.
+type ReadSeekCloser interface {
+	io.ReadSeeker
+	io.Closer
+}
+
+// Local is a Store in a directory.
+type Local struct{ dir string }
+
+// NewLocal returns a store in dir, creating it.
+func NewLocal(dir string) (*Local, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("storage dir %s: %w", dir, err)
+	}
+	return &Local{dir: dir}, nil
+}
+
+func (l *Local) path(key string) (string, error) {
+	clean := path.Clean("/" + key)
+	if key == "" || strings.HasPrefix(key, "/") || strings.Contains(key, "..") || clean == "/" {
+		return "", fmt.Errorf("%w: %q", ErrBadKey, key)
+	}
+	return filepath.Join(l.dir, filepath.FromSlash(clean[1:])), nil
+}
+
+// Put implements Store.
+func (l *Local) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	p, err := l.path(key)
+	if err != nil {
+		return 0, err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return 0, fmt.Errorf("put %s: %w", key, err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
+	if err != nil {
+		return 0, fmt.Errorf("put %s: %w", key, err)
+	}
+	defer os.Remove(f.Name())
+	n, err := io.Copy(f, r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), p)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("put %s: %w", key, err)
+	}
+	return n, nil
+}
+
+// Open implements Store.
+func (l *Local) Open(ctx context.Context, key string) (ReadSeekCloser, error) {
+	p, err := l.path(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	return f, err
+}
+
+// Stat implements Store.
+func (l *Local) Stat(ctx context.Context, key string) (Info, error) {
+	p, err := l.path(key)
+	if err != nil {
+		return Info{}, err
+	}
+	fi, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Info{}, fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	if err != nil {
+		return Info{}, err
+	}
+	return Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}
+
+// Delete implements Store.
+func (l *Local) Delete(ctx context.Context, key string) error {
+	p, err := l.path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("delete %s: %w", key, err)
+	}
+	return nil
+}
+
+// List implements Store.
+func (l *Local) List(ctx context.Context, prefix string) ([]Info, error) {
+	var out []Info
+	err := filepath.WalkDir(l.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".tmp-") {
+			return err
+		}
+		rel, err := filepath.Rel(l.dir, p)
+		if err != nil {
+			return err
+		}
+		key := filepath.ToSlash(rel)
+		if !strings.HasPrefix(key, prefix) {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		out = append(out, Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime()})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}

@@ -1,0 +1,89 @@
+package tasks
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+
+	"github.com/passbatch/passbatch/batch"
+	"github.com/passbatch/passbatch/notify"
+)
+
+// seoul is where the gym's users read times.
+var seoul = func() *time.Location {
+	l, err := time.LoadLocation("Asia/Seoul")
+	if err != nil {
+		return time.FixedZone("KST", 9*3600)
+	}
+	return l
+}()
+
+type outgoing struct {
+	ID       int64     `bun:"id"`
+	UUID     uuid.UUID `bun:"uuid"`
+	UserID   int64     `bun:"user_id"`
+	Event    string    `bun:"event"`
+	DedupKey string    `bun:"dedup_key"`
+	Text     string    `bun:"text"`
+}
+
+// sendStep sends the unsent notifications of one event through the
+// notifier, partitioned by id. The processor sends (8 at a time); the
+// writer marks the sent ones in the chunk transaction — after the receiver
+// accepted them, so delivery is at-least-once and the Idempotency-Key (the
+// notification's uuid) lets the receiver drop repeats. A refused one (4xx)
+// is skipped with the reason and marked with it, so it is not sent again;
+// a 5xx or timeout is retried three times, then fails the step (the next
+// run sends what is left).
+func sendStep(d Deps, name, event string) *batch.Step {
+	filter := func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery {
+		return q.Where("sent = false AND error IS NULL AND event = ?", event)
+	}
+	return batch.NewChunk(name, batch.ChunkStep[outgoing, outgoing]{
+		Reader: batch.KeysetReader[outgoing]{
+			Column: "id",
+			Query: func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery {
+				return filter(q.TableExpr("notification").Column("id", "uuid", "user_id", "event", "dedup_key", "text"), sc)
+			},
+			KeyOf: func(o outgoing) int64 { return o.ID },
+		},
+		Processor: func(ctx context.Context, sc *batch.StepContext, o outgoing) (outgoing, error) {
+			err := d.Notifier.Send(ctx, notify.Message{UUID: o.UUID, UserID: o.UserID, Event: o.Event, DedupKey: o.DedupKey, Text: o.Text})
+			switch {
+			case err == nil:
+				return o, nil
+			case notify.IsPermanent(err):
+				return o, batch.Skippable(err)
+			default:
+				return o, batch.Retryable(err)
+			}
+		},
+		Concurrency: 8,
+		ChunkSize:   200,
+		Partitioner: batch.KeyRangePartitioner("notification", "id", d.Partitions, filter),
+		Writer: func(ctx context.Context, tx bun.Tx, sc *batch.StepContext, items []outgoing) error {
+			ids := make([]int64, len(items))
+			for i, o := range items {
+				ids[i] = o.ID
+			}
+			_, err := exec(ctx, tx, "mark sent", `UPDATE notification SET sent = true, sent_at = clock_timestamp(), modified_at = now()
+				WHERE id = ANY(?) AND sent = false`, pgdialect.Array(ids))
+			return err
+		},
+		Retry: batch.RetryPolicy{Limit: 3},
+		Skip:  batch.SkipPolicy{Limit: 1 << 30},
+		OnSkip: func(ctx context.Context, tx bun.Tx, sc *batch.StepContext, skipped []batch.SkippedItem) error {
+			for _, s := range skipped {
+				if _, err := exec(ctx, tx, "mark refused", `UPDATE notification SET error = ?, modified_at = now() WHERE id = ?`,
+					fmt.Sprintf("%s: %v", s.Phase, s.Err), s.Key); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	})
+}

@@ -1,0 +1,102 @@
+// Package tasks holds the PT gym's batch jobs, built on the batch engine,
+// one file per job, and the task types around them (ad-hoc grants, cron
+// launches). Every rule reads its business time from the run.at parameter,
+// never from the clock, so a rerun of an instance decides the same way.
+package tasks
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/passbatch/passbatch/batch"
+	"github.com/passbatch/passbatch/notify"
+	"github.com/passbatch/passbatch/storage"
+)
+
+// Job names.
+const (
+	JobExpirePasses       = "expire-passes"
+	JobAddPasses          = "add-passes"
+	JobNotifyBeforeClass  = "notify-before-class"
+	JobUsePasses          = "use-passes"
+	JobMakeStatistics     = "make-statistics"
+	JobNotifyBeforeExpiry = "notify-before-expiry"
+)
+
+// Deps are what the jobs use besides their transaction.
+type Deps struct {
+	DB       *bun.DB
+	Notifier notify.Notifier
+	Store    storage.Store
+	Logger   *slog.Logger
+	// Partitions is how many partitions a partitioned step aims for.
+	// Default 16 (many more than the usual two to four workers).
+	Partitions int
+}
+
+// Jobs returns every PT job.
+func Jobs(d Deps) []*batch.Job {
+	if d.Partitions <= 0 {
+		d.Partitions = 16
+	}
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	if d.Notifier == nil {
+		d.Notifier = notify.Log{Logger: d.Logger}
+	}
+	return []*batch.Job{
+		ExpirePassesJob(d), AddPassesJob(d), NotifyBeforeClassJob(d),
+		UsePassesJob(d), MakeStatisticsJob(d), NotifyBeforeExpiryJob(d),
+	}
+}
+
+// Registry returns a registry of every PT job.
+func Registry(d Deps) *batch.Registry { return batch.NewRegistry(Jobs(d)...) }
+
+// prepareRunAt defaults run.at (identifying) to now, to the second, and
+// checks it is an RFC 3339 time.
+func prepareRunAt(p batch.Params, now time.Time) (batch.Params, error) {
+	if _, ok := p[batch.ParamRunAt]; !ok {
+		p = p.With(batch.ParamRunAt, now.UTC().Truncate(time.Second).Format(time.RFC3339), true)
+	}
+	if _, err := p.RunAt(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// runAt reads run.at; Prepare has validated it.
+func runAt(sc *batch.StepContext) time.Time {
+	t, _ := sc.Params.RunAt()
+	return t
+}
+
+// idItem is an item that is just a row id.
+type idItem struct {
+	ID int64 `bun:"id"`
+}
+
+func idOf(it idItem) int64 { return it.ID }
+
+func ids(items []idItem) []int64 {
+	out := make([]int64, len(items))
+	for i, it := range items {
+		out[i] = it.ID
+	}
+	return out
+}
+
+// exec runs one statement and adds context to its error.
+func exec(ctx context.Context, db bun.IDB, what, query string, args ...any) (int64, error) {
+	res, err := db.NewRaw(query, args...).Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
+}
