@@ -39,7 +39,7 @@ func quietLogger() *slog.Logger {
 
 // setup makes a fresh database with table t of rows rows, a Redis database
 // and an engine over jobs.
-func setup(t *testing.T, rows int, jobs ...*batch.Job) *bundle {
+func setup(t testing.TB, rows int, jobs ...*batch.Job) *bundle {
 	t.Helper()
 	ctx := context.Background()
 	db := testenv.NewDB(t)
@@ -85,7 +85,7 @@ func (nopLogger) Warn(...any)  {}
 func (nopLogger) Error(...any) {}
 func (nopLogger) Fatal(...any) {}
 
-func (b *bundle) execution(t *testing.T, id int64) *models.JobExecution {
+func (b *bundle) execution(t testing.TB, id int64) *models.JobExecution {
 	t.Helper()
 	je := new(models.JobExecution)
 	if err := b.db.NewSelect().Model(je).Where("job_execution_id = ?", id).Scan(context.Background()); err != nil {
@@ -95,7 +95,7 @@ func (b *bundle) execution(t *testing.T, id int64) *models.JobExecution {
 }
 
 // wait polls until the execution is no longer running.
-func (b *bundle) wait(t *testing.T, id int64, timeout time.Duration) *models.JobExecution {
+func (b *bundle) wait(t testing.TB, id int64, timeout time.Duration) *models.JobExecution {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

@@ -121,11 +121,13 @@ func IncStep(step string, o Options) *batch.Step {
 }
 
 // Registry holds the jobs the test worker binary serves: "inc" (8
-// partitions, chunk 100) and "inc-wide" (16 partitions, chunk 50).
+// partitions, chunk 100), "inc-wide" (16 partitions, chunk 50) and
+// "inc-bench" (32 partitions, chunk 1000).
 func Registry() *batch.Registry {
 	return batch.NewRegistry(
 		IncJob("inc", Options{Partitions: 8, ChunkSize: 100}),
 		IncJob("inc-wide", Options{Partitions: 16, ChunkSize: 50}),
+		IncJob("inc-bench", Options{Partitions: 32, ChunkSize: 1000}),
 	)
 }
 

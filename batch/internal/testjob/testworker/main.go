@@ -44,8 +44,9 @@ func run(ctx context.Context) error {
 	eng := batch.New(db, client, testjob.Registry(), batch.Options{Logger: log})
 	srv := asynq.NewServer(opt, asynq.Config{
 		Concurrency: 4, Queues: batch.Queues(nil), LogLevel: asynq.WarnLevel,
-		RetryDelayFunc:  func(int, error, *asynq.Task) time.Duration { return 100 * time.Millisecond },
-		ShutdownTimeout: 5 * time.Second,
+		RetryDelayFunc:    func(int, error, *asynq.Task) time.Duration { return 100 * time.Millisecond },
+		ShutdownTimeout:   5 * time.Second,
+		TaskCheckInterval: 100 * time.Millisecond,
 	})
 	mux := asynq.NewServeMux()
 	eng.Register(mux)
