@@ -30,7 +30,7 @@ func BenchmarkEngine(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("BENCH_ROWS")); err == nil && v > 0 {
 		rows = v
 	}
-	bb := setup(b, rows, testjob.IncJob("inc-bench", testjob.Options{Partitions: 32, ChunkSize: 1000}))
+	bb := setup(b, rows, testjob.IncJob("inc-bench", testjob.Options{Partitions: 32, ChunkSize: 5000}))
 	bin := filepath.Join(b.TempDir(), "testworker")
 	if out, err := exec.Command("go", "build", "-o", bin, "./internal/testjob/testworker").CombinedOutput(); err != nil {
 		b.Fatalf("build testworker: %v\n%s", err, out)

@@ -40,6 +40,28 @@ func Main(ctx context.Context, name string, need config.Need, fn func(ctx contex
 	log.Info("stopped")
 }
 
+// catchUp launches each scheduled job for its latest tick, as a cron that
+// fires once after downtime would (a missed tick is not lost). The instance
+// of that tick may exist already — run by another scheduler, or before a
+// restart — and is then refused, which is fine.
+func (s *Service) catchUp(ctx context.Context, entries []tasks.Entry) {
+	for _, e := range entries {
+		tick, err := tasks.LastTick(e.Cron, time.Now())
+		if err != nil {
+			continue
+		}
+		p := batch.Params{batch.ParamRunAt: {Value: tick.Format(time.RFC3339), Identifying: true}}
+		je, err := s.Engine.Launch(ctx, e.Job, p)
+		switch {
+		case err == nil:
+			s.Logger.Info("catch-up launch", "job", e.Job, "run_at", tick, "job_execution_id", je.JobExecutionID)
+		case errors.Is(err, batch.ErrAlreadyComplete), errors.Is(err, batch.ErrAlreadyRunning):
+		default:
+			s.Logger.Warn("catch-up launch failed", "job", e.Job, "err", err)
+		}
+	}
+}
+
 // asynqLogger adapts slog to asynq's logger.
 type asynqLogger struct{ l *slog.Logger }
 
@@ -115,6 +137,7 @@ func (s *Service) RunScheduler(ctx context.Context, entries []tasks.Entry, recon
 	if err := sch.Start(); err != nil {
 		return fmt.Errorf("start scheduler: %w", err)
 	}
+	s.catchUp(ctx, entries)
 	go s.Engine.RunReconciler(ctx, reconcileEvery, staleAfter)
 	<-ctx.Done()
 	sch.Shutdown()

@@ -127,7 +127,7 @@ func Registry() *batch.Registry {
 	return batch.NewRegistry(
 		IncJob("inc", Options{Partitions: 8, ChunkSize: 100}),
 		IncJob("inc-wide", Options{Partitions: 16, ChunkSize: 50}),
-		IncJob("inc-bench", Options{Partitions: 32, ChunkSize: 1000}),
+		IncJob("inc-bench", Options{Partitions: 32, ChunkSize: 5000}),
 	)
 }
 
