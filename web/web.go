@@ -9,12 +9,24 @@ import (
 	"log/slog"
 	"time"
 
+	"net/http"
+
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/gofiber/fiber/v2/middleware/filesystem"
+	"github.com/gofiber/fiber/v2/middleware/limiter"
 	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/gofiber/template/html/v2"
+	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/uptrace/bun"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/passbatch/passbatch/batch"
+	"github.com/passbatch/passbatch/storage"
+	"github.com/passbatch/passbatch/tasks"
+	"github.com/passbatch/passbatch/views"
 )
 
 // Options are what the web front needs.
@@ -24,10 +36,39 @@ type Options struct {
 	Metrics *prometheus.Registry
 	// PingRedis checks Redis for /readyz.
 	PingRedis func(ctx context.Context) error
+	// Engine launches and steers jobs; Client enqueues grant tasks; Redis
+	// is the connection asynqmon inspects.
+	Engine *batch.Engine
+	Client *asynq.Client
+	Redis  asynq.RedisConnOpt
+	Store  storage.Store
+	// AdminToken and SessionSecret authenticate admins and sign sessions.
+	AdminToken, SessionSecret string
+	// Schedule is the cron table, shown with the jobs.
+	Schedule []tasks.Entry
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// LoginLimit is the failed logins allowed per client IP a minute. Default 10.
+	LoginLimit int
+}
+
+type server struct {
+	o         Options
+	dummyHash []byte
 }
 
 // New builds the Fiber app.
 func New(o Options) *fiber.App {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.LoginLimit == 0 {
+		o.LoginLimit = 10
+	}
+	s := &server{o: o}
+	s.dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password"), 10)
+	engine := html.NewFileSystem(http.FS(views.Files), ".html")
+	engine.AddFuncMap(templateFuncs)
 	app := fiber.New(fiber.Config{
 		AppName:               "passbatch",
 		DisableStartupMessage: true,
@@ -36,6 +77,7 @@ func New(o Options) *fiber.App {
 		WriteTimeout:          60 * time.Second,
 		IdleTimeout:           60 * time.Second,
 		ErrorHandler:          errorHandler(o.Logger),
+		Views:                 engine,
 	})
 	app.Use(recover.New())
 	app.Get("/healthz", func(c *fiber.Ctx) error {
@@ -45,6 +87,25 @@ func New(o Options) *fiber.App {
 	if o.Metrics != nil {
 		app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(o.Metrics, promhttp.HandlerOpts{})))
 	}
+	app.Use("/static", filesystem.New(filesystem.Config{Root: http.FS(views.Files), PathPrefix: "static", MaxAge: 3600}))
+	app.Use(s.authenticate)
+	loginLimit := limiter.New(limiter.Config{
+		Max: o.LoginLimit, Expiration: time.Minute, SkipSuccessfulRequests: true,
+		LimitReached: func(c *fiber.Ctx) error {
+			return &APIError{Status: fiber.StatusTooManyRequests, Code: "rate_limited", Message: "too many failed logins; wait a minute"}
+		},
+	})
+	app.Post("/api/login", loginLimit)
+	app.Post("/login", loginLimit)
+	api := app.Group("/api", func(c *fiber.Ctx) error {
+		if bad, _ := c.Locals("badToken").(bool); bad {
+			return &APIError{Status: fiber.StatusUnauthorized, Code: "unauthenticated", Message: "invalid bearer token"}
+		}
+		return c.Next()
+	})
+	s.apiRoutes(api)
+	api.Use(func(c *fiber.Ctx) error { return notFound("route") })
+	s.pageRoutes(app)
 	return app
 }
 

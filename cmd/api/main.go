@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/config"
 	"github.com/passbatch/passbatch/internal/service"
+	"github.com/passbatch/passbatch/tasks"
 	"github.com/passbatch/passbatch/web"
 )
 
@@ -19,7 +21,15 @@ func main() {
 	defer stop()
 	service.Main(ctx, "api", config.Need{Redis: true, Web: true}, func(ctx context.Context, s *service.Service) error {
 		s.Metrics.MustRegister(batch.NewExecutionsCollector(s.DB))
-		app := web.New(web.Options{DB: s.DB, Logger: s.Logger, Metrics: s.Metrics, PingRedis: s.PingRedis})
+		schedule, err := tasks.ScheduleFromEnv(os.LookupEnv)
+		if err != nil {
+			return err
+		}
+		app := web.New(web.Options{
+			DB: s.DB, Logger: s.Logger, Metrics: s.Metrics, PingRedis: s.PingRedis,
+			Engine: s.Engine, Client: s.Client, Redis: s.Redis, Store: s.Store,
+			AdminToken: s.Config.AdminToken, SessionSecret: s.Config.SessionSecret, Schedule: schedule,
+		})
 		errc := make(chan error, 1)
 		go func() { errc <- app.Listen(s.Config.HTTPAddr) }()
 		s.Logger.Info("api listening", "addr", s.Config.HTTPAddr)

@@ -1,0 +1,56 @@
+package web
+
+import (
+	"fmt"
+	"html/template"
+	"strings"
+	"time"
+)
+
+// templateFuncs are the helpers the templates use; html/template escapes
+// everything they return.
+var templateFuncs = template.FuncMap{
+	"kst": func(t any) string {
+		switch v := t.(type) {
+		case time.Time:
+			return v.In(seoulZone).Format("2006-01-02 15:04")
+		case *time.Time:
+			if v == nil {
+				return "-"
+			}
+			return v.In(seoulZone).Format("2006-01-02 15:04")
+		}
+		return "-"
+	},
+	"day": func(t any) string {
+		switch v := t.(type) {
+		case time.Time:
+			return v.In(seoulZone).Format("2006.01.02")
+		case *time.Time:
+			if v == nil {
+				return ""
+			}
+			return v.In(seoulZone).Format("2006.01.02")
+		}
+		return ""
+	},
+	"deref": func(p *int) int {
+		if p == nil {
+			return 0
+		}
+		return *p
+	},
+	"pct":   func(f float64) string { return fmt.Sprintf("%.0f", f*100) },
+	"lower": strings.ToLower,
+	"dur": func(a, b *time.Time) string {
+		if a == nil {
+			return "-"
+		}
+		end := time.Now()
+		if b != nil {
+			end = *b
+		}
+		return end.Sub(*a).Round(time.Millisecond).String()
+	},
+	"add": func(a, b int) int { return a + b },
+}
