@@ -17,11 +17,12 @@ services:
 dev: build services
 	source .data/env && bin/ptctl migrate && bin/ptctl seed --if-empty && exec scripts/run-dev.sh
 
-# Headless Chromium for the browser tests; a failed install only skips them.
+# Headless Chromium and Korean fonts for the browser tests; a failed install
+# only skips them.
 browser:
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && \
+	@{ command -v chromium >/dev/null && [ -d /usr/share/fonts/opentype/noto ]; } || { [ "$$(id -u)" = 0 ] && \
 		(apt-get -o DPkg::Lock::Timeout=600 update -qq && \
-		 DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium >/dev/null) ; } || \
+		 DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium fonts-noto-cjk >/dev/null) ; } || \
 		echo "make: warning: chromium is not installed; the browser tests will be skipped"
 
 test: services browser

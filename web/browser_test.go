@@ -1,0 +1,123 @@
+package web_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/passbatch/passbatch/batch"
+	"github.com/passbatch/passbatch/seed"
+	"github.com/passbatch/passbatch/tasks"
+)
+
+// TestBrowser drives the pages in headless Chromium (Debian's chromium,
+// installed by `make test`) as the demo user and as the admin, and saves a
+// 1280×800 screenshot of each page in test-artifacts/.
+func TestBrowser(t *testing.T) {
+	t.Parallel()
+	chrome, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("chromium is not installed (make test installs it)")
+	}
+	b := setup(t, true)
+	// Statistics for the chart: the last ten days, as the hourly job makes them.
+	to := time.Now().UTC().Truncate(time.Hour).Add(time.Hour)
+	je, err := b.engine.Launch(context.Background(), tasks.JobMakeStatistics, batch.Params{
+		"from": {Value: to.Add(-11 * 24 * time.Hour).Format(time.RFC3339), Identifying: true},
+		"to":   {Value: to.Format(time.RFC3339), Identifying: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var st string
+		_ = b.db.NewRaw("SELECT status FROM batch_job_execution WHERE job_execution_id = ?", je.JobExecutionID).Scan(context.Background(), &st)
+		if st == batch.StatusCompleted {
+			break
+		}
+	}
+	artifacts := filepath.Join("..", "test-artifacts")
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("no-first-run", true), chromedp.Flag("disable-quic", true),
+		chromedp.Flag("lang", "ko-KR"), chromedp.Flag("accept-lang", "ko-KR,ko"), chromedp.WindowSize(1280, 800))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+
+	shot := func(name string) chromedp.Action {
+		return chromedp.ActionFunc(func(ctx context.Context) error {
+			var buf []byte
+			if err := chromedp.FullScreenshot(&buf, 100).Do(ctx); err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(artifacts, name+".png"), buf, 0o644)
+		})
+	}
+	login := func(email, password string) chromedp.Tasks {
+		return chromedp.Tasks{
+			chromedp.Navigate(b.url + "/login"),
+			chromedp.WaitVisible(`input[name=email]`),
+			chromedp.SendKeys(`input[name=email]`, email),
+			chromedp.SendKeys(`input[name=password]`, password),
+			chromedp.Click(`button[type=submit]`),
+		}
+	}
+	var passesText, bulkText, statsText, jobsText, monText string
+	var bars int
+	err = chromedp.Run(ctx,
+		chromedp.Navigate(b.url+"/login"), chromedp.WaitVisible(`form`), shot("login"),
+		login(seed.UserEmail, seed.UserPassword),
+		chromedp.WaitVisible(`.pass`), chromedp.Text(`main`, &passesText), shot("me-passes"),
+		chromedp.Click(`.who button`), chromedp.WaitVisible(`input[name=email]`),
+		login(seed.AdminEmail, seed.AdminPassword),
+		chromedp.WaitVisible(`#chart`),
+		chromedp.Navigate(b.url+"/admin/bulk-passes"), chromedp.WaitVisible(`#grant-form`),
+		chromedp.SetValue(`select[name=user_group_id]`, "1"),
+		chromedp.Click(`#grant-form button[type=submit]`),
+		chromedp.WaitVisible(`p.ok`), chromedp.Text(`main`, &bulkText), shot("admin-bulk-passes"),
+		chromedp.Navigate(b.url+"/admin/statistics?granularity=day"), chromedp.WaitVisible(`#chart`),
+		chromedp.Evaluate(`document.querySelectorAll('#chart rect').length`, &bars),
+		chromedp.Text(`main`, &statsText), shot("admin-statistics"),
+		chromedp.Navigate(b.url+"/admin/jobs"), chromedp.WaitVisible(`table`), chromedp.Text(`main`, &jobsText), shot("admin-jobs"),
+		chromedp.Navigate(b.url+"/admin/monitoring"), chromedp.Sleep(2*time.Second),
+		chromedp.Text(`body`, &monText), shot("admin-monitoring"),
+	)
+	if err != nil {
+		t.Fatalf("browser: %v", err)
+	}
+	for _, want := range []string{"내 이용권", "남은 횟수", "무제한", "진행 중", "만료", "시작 전"} {
+		if !strings.Contains(passesText, want) {
+			t.Errorf("my passes page lacks %q:\n%s", want, passesText)
+		}
+	}
+	if !strings.Contains(bulkText, "지급 예약됨") {
+		t.Errorf("bulk page shows no confirmation:\n%s", bulkText)
+	}
+	if bars < 2 {
+		t.Errorf("statistics chart has %d bars", bars)
+	}
+	if !strings.Contains(jobsText, "expire-passes") || !strings.Contains(jobsText, "make-statistics") {
+		t.Errorf("jobs page lacks the jobs:\n%s", jobsText)
+	}
+	if !strings.Contains(strings.ToLower(monText), "queue") {
+		t.Errorf("asynqmon did not render:\n%.300s", monText)
+	}
+	var n int
+	if err := b.db.NewRaw("SELECT count(*) FROM bulk_pass WHERE status = 'READY'").Scan(context.Background(), &n); err != nil || n < 1 {
+		t.Fatalf("the form created no READY bulk pass (%d, %v)", n, err)
+	}
+}
