@@ -202,6 +202,8 @@ func (s *server) apiLogin(c *fiber.Ctx) error {
 		return err
 	}
 	if u == nil {
+		// Set the status now: the login limiter counts responses >= 400.
+		c.Status(fiber.StatusUnauthorized)
 		return &APIError{Status: fiber.StatusUnauthorized, Code: "unauthenticated", Message: "wrong email or password"}
 	}
 	s.setSession(c, u)

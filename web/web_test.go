@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -37,6 +38,11 @@ type bundle struct {
 // setup serves the real app over a demo-seeded database on a loopback port.
 func setup(t *testing.T, withWorker bool) *bundle {
 	t.Helper()
+	return setupWith(t, withWorker, 1000)
+}
+
+func setupWith(t *testing.T, withWorker bool, loginLimit int) *bundle {
+	t.Helper()
 	ctx := context.Background()
 	db := testenv.NewDB(t)
 	rd := testenv.NewRedis(t)
@@ -53,7 +59,7 @@ func setup(t *testing.T, withWorker bool) *bundle {
 		DB: db.DB, Logger: log, Engine: eng, Client: client, Redis: opt, Store: store,
 		AdminToken: adminToken, SessionSecret: "0123456789abcdef0123456789abcdef-test",
 		Schedule: tasks.DefaultSchedule, PingRedis: func(ctx context.Context) error { return rd.Client.Ping(ctx).Err() },
-		LoginLimit: 1000,
+		LoginLimit: loginLimit,
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -113,6 +119,9 @@ func (b *bundle) do(t *testing.T, user *http.Client, c call) (int, map[string]an
 		req.Header.Set(k, v)
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
+	if len(c.body) > 1<<20 {
+		return b.oversize(t, c)
+	}
 	switch c.who {
 	case "user":
 		client = user
@@ -122,6 +131,29 @@ func (b *bundle) do(t *testing.T, user *http.Client, c call) (int, map[string]an
 		req.Header.Set("Authorization", "Bearer nope")
 	}
 	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s: %v", c.name, err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	raw, _ := io.ReadAll(resp.Body)
+	_ = json.Unmarshal(raw, &m)
+	return resp.StatusCode, m, resp.Header
+}
+
+// oversize announces c.body's length and reads the answer without sending
+// the body: the server refuses by Content-Length and closes the connection,
+// which a client still writing would see as a broken pipe.
+func (b *bundle) oversize(t *testing.T, c call) (int, map[string]any, http.Header) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(b.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n",
+		c.method, c.path, adminToken, len(c.body))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatalf("%s: %v", c.name, err)
 	}
@@ -278,6 +310,22 @@ func TestGrantFlow(t *testing.T) {
 	_ = b.db.NewRaw("SELECT min(created_at) FROM pass WHERE bulk_pass_id = ?", id).Scan(context.Background(), &firstPass)
 	if firstPass.Before(at.Add(-time.Second)) {
 		t.Fatalf("passes created at %s, before the grant time %s", firstPass, at)
+	}
+}
+
+func TestLoginRateLimit(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, false, 3)
+	var codes []int
+	for i := 0; i < 4; i++ {
+		st, _, _ := b.do(t, nil, call{"login", "", "POST", "/api/login", `{"email":"user@passbatch.local","password":"wrong"}`, nil, 0, "", ""})
+		codes = append(codes, st)
+	}
+	// Then even the right password waits out the minute.
+	st, body, _ := b.do(t, nil, call{"login", "", "POST", "/api/login", `{"email":"user@passbatch.local","password":"user1234!"}`, nil, 0, "", ""})
+	codes = append(codes, st)
+	if fmt.Sprint(codes) != "[401 401 401 429 429]" {
+		t.Fatalf("failed logins answered %v (%v), want three 401s then 429", codes, body)
 	}
 }
 
