@@ -29,8 +29,8 @@ test: services browser
 	source .data/env && DATABASE_URL=$$TEST_DATABASE_URL REDIS_URL=$$TEST_REDIS_URL \
 		$(GO) test -race -count=1 -timeout 45m ./...
 
-bench: services
-	source .data/env && $(GO) run ./cmd/ptctl bench $(BENCH_ARGS)
+bench: build services
+	source .data/env && bin/ptctl bench $(BENCH_ARGS)
 
 stop:
 	scripts/services.sh stop

@@ -2,9 +2,111 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/passbatch/passbatch/config"
+	"github.com/passbatch/passbatch/internal/bench"
+	"github.com/passbatch/passbatch/internal/database"
 )
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return usageErr("bench: not built yet (see the benchmark issue); the engine benchmark is `go test -bench . ./batch/`")
+	if len(args) > 0 && args[0] == "naive-worker" {
+		return naiveWorker(ctx)
+	}
+	fs := newFlags("bench", stderr)
+	users := fs.Int("users", 100_000, "users in the data set")
+	bookings := fs.Int("bookings", 1_000_000, "bookings in the data set")
+	workers := fs.String("workers", "1,2,4", "worker-process counts to measure")
+	out := fs.String("out", "bench/results.md", "where to write the results (markdown)")
+	workerBin := fs.String("worker-bin", "bin/worker", "the cmd/worker binary")
+	sample := fs.Int("naive-sample", 20_000, "items for each one-task-per-item run")
+	notices := fs.Int("notices", 100_000, "classes starting in one minute for notify-before-class")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var ws []int
+	for _, f := range strings.Split(*workers, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 64 {
+			return usageErr("bench: --workers wants numbers 1 to 64, e.g. 1,2,4")
+		}
+		ws = append(ws, n)
+	}
+	if *users < 1 || *bookings < 0 || *sample < 1 || *notices < 1 {
+		return usageErr("bench: sizes must be positive")
+	}
+	if _, err := os.Stat(*workerBin); err != nil {
+		return usageErr("bench: %s not found; run `make build` first (or pass --worker-bin)", *workerBin)
+	}
+	cfg, err := config.FromEnv(config.Need{Redis: true})
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	wb, _ := filepath.Abs(*workerBin)
+	rep, err := bench.Run(ctx, bench.Options{
+		DatabaseURL: cfg.DatabaseURL, RedisURL: cfg.RedisURL, Users: *users, Bookings: *bookings, Workers: ws,
+		WorkerBin: wb, SelfBin: self, NaiveSample: *sample, Notices: *notices, Progress: stderr,
+	})
+	if err != nil {
+		return err
+	}
+	cmd := "make bench"
+	if len(args) > 0 {
+		cmd += " BENCH_ARGS='" + strings.Join(args, " ") + "'"
+	}
+	if err := bench.WriteMarkdown(stdout, rep, cmd); err != nil {
+		return err
+	}
+	if *out != "" {
+		if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+			return err
+		}
+		f, err := os.Create(*out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := bench.WriteMarkdown(f, rep, cmd); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "bench: wrote %s\n", *out)
+	}
+	return nil
+}
+
+// naiveWorker serves the one-task-per-item design the bench compares with.
+func naiveWorker(ctx context.Context) error {
+	cfg, err := config.FromEnv(config.Need{Redis: true})
+	if err != nil {
+		return err
+	}
+	db, err := database.Open(ctx, cfg.DatabaseURL, database.Options{MaxOpenConns: cfg.WorkerConcurrency + 2})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	opt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	srv := asynq.NewServer(opt, asynq.Config{Concurrency: cfg.WorkerConcurrency, Queues: map[string]int{"bench-naive": 1},
+		LogLevel: asynq.WarnLevel, TaskCheckInterval: 50 * time.Millisecond})
+	if err := srv.Start(bench.NaiveMux(db)); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	srv.Shutdown()
+	return nil
 }

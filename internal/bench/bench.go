@@ -1,0 +1,580 @@
+// Package bench is passbatch's performance record: it seeds a data set,
+// then for each job measures the engine with 1, 2, 4… real worker
+// processes against the physical limit (one set-based SQL statement making
+// the same change to the same rows) and against the naive design (one asynq
+// task per item), verifying after every run that the end state equals the
+// set-based one. `ptctl bench` runs it; `make bench` starts the servers.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun"
+
+	"github.com/passbatch/passbatch/batch"
+	"github.com/passbatch/passbatch/internal/database"
+	"github.com/passbatch/passbatch/migrations"
+	"github.com/passbatch/passbatch/seed"
+	"github.com/passbatch/passbatch/tasks"
+)
+
+// Options configure a run. Zero values take the defaults noted.
+type Options struct {
+	// DatabaseURL names the server; the bench works in its own database,
+	// <name>_bench, made anew each run. RedisURL is used as given (its
+	// database is flushed).
+	DatabaseURL, RedisURL string
+	// Users and Bookings size the data set. Default 100,000 and 1,000,000.
+	Users, Bookings int
+	// Workers are the worker-process counts to measure. Default 1, 2, 4.
+	Workers []int
+	// WorkerBin is the cmd/worker binary; SelfBin the ptctl binary (for the
+	// naive workers). Required.
+	WorkerBin, SelfBin string
+	// NaiveSample bounds the items of a naive run. Default 20,000.
+	NaiveSample int
+	// Notices is the notify-before-class load. Default 100,000.
+	Notices int
+	// Progress receives progress lines. Default os.Stderr.
+	Progress io.Writer
+}
+
+// Result is one measured run.
+type Result struct {
+	Scenario    string  `json:"scenario"`
+	Variant     string  `json:"variant"`
+	Workers     int     `json:"workers"`
+	Items       int64   `json:"items"`
+	Seconds     float64 `json:"seconds"`
+	ItemsPerSec float64 `json:"items_per_sec"`
+	PeakRSSMB   float64 `json:"peak_rss_mb"`
+	StateOK     bool    `json:"state_ok"`
+	Note        string  `json:"note,omitempty"`
+}
+
+// Report is a whole run.
+type Report struct {
+	Machine  map[string]string `json:"machine"`
+	Seed     *seed.BulkResult  `json:"seed"`
+	Results  []Result          `json:"results"`
+	Took     time.Duration     `json:"took"`
+	Settings Options           `json:"-"`
+}
+
+type runner struct {
+	o      Options
+	db     *bun.DB
+	dbURL  string
+	client *asynq.Client
+	engine *batch.Engine
+	redis  asynq.RedisConnOpt
+	runAt  time.Time
+	seq    int
+	log    func(format string, a ...any)
+}
+
+// Run seeds the bench database and measures every scenario.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	if o.Users == 0 {
+		o.Users = 100_000
+	}
+	if o.Bookings == 0 {
+		o.Bookings = 1_000_000
+	}
+	if len(o.Workers) == 0 {
+		o.Workers = []int{1, 2, 4}
+	}
+	if o.NaiveSample == 0 {
+		o.NaiveSample = 20_000
+	}
+	if o.Notices == 0 {
+		o.Notices = 100_000
+	}
+	if o.Progress == nil {
+		o.Progress = os.Stderr
+	}
+	start := time.Now()
+	r := &runner{o: o, log: func(f string, a ...any) { fmt.Fprintf(o.Progress, "bench: "+f+"\n", a...) }}
+	if err := r.open(ctx); err != nil {
+		return nil, err
+	}
+	defer r.close()
+	rep := &Report{Machine: r.machine(ctx), Settings: o}
+	r.log("seeding %d users and %d bookings", o.Users, o.Bookings)
+	var err error
+	rep.Seed, err = seed.Bulk(ctx, r.db, seed.BulkOptions{Users: o.Users, Bookings: o.Bookings, Now: r.runAt})
+	if err != nil {
+		return nil, err
+	}
+	if err := r.snapshot(ctx); err != nil {
+		return nil, err
+	}
+	for _, sc := range []scenario{usePasses(), expirePasses()} {
+		res, err := r.scenario(ctx, sc)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", sc.name, err)
+		}
+		rep.Results = append(rep.Results, res...)
+	}
+	res, err := r.notices(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("notify-before-class: %w", err)
+	}
+	rep.Results = append(rep.Results, res)
+	rep.Took = time.Since(start)
+	return rep, nil
+}
+
+func (r *runner) open(ctx context.Context) error {
+	admin, err := database.Open(ctx, r.o.DatabaseURL, database.Options{MaxOpenConns: 2})
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	u, err := url.Parse(r.o.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	name := strings.TrimPrefix(u.Path, "/") + "_bench"
+	r.log("using database %s (made anew)", name)
+	if _, err := admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+		return err
+	}
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		return err
+	}
+	u.Path = "/" + name
+	r.dbURL = u.String()
+	if r.db, err = database.Open(ctx, r.dbURL, database.Options{MaxOpenConns: 8}); err != nil {
+		return err
+	}
+	if _, err := migrations.Up(ctx, r.db); err != nil {
+		return err
+	}
+	if r.redis, err = asynq.ParseRedisURI(r.o.RedisURL); err != nil {
+		return err
+	}
+	r.client = asynq.NewClient(r.redis)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r.engine = batch.New(r.db, r.client, tasks.Registry(tasks.Deps{DB: r.db, Logger: quiet}), batch.Options{Logger: quiet})
+	r.runAt = time.Now().UTC().Truncate(time.Second)
+	return r.flushRedis(ctx)
+}
+
+func (r *runner) flushRedis(ctx context.Context) error {
+	insp := asynq.NewInspector(r.redis)
+	defer insp.Close()
+	qs, _ := insp.Queues()
+	for _, q := range qs {
+		_, _ = insp.DeleteAllPendingTasks(q)
+		_, _ = insp.DeleteAllRetryTasks(q)
+		_, _ = insp.DeleteAllScheduledTasks(q)
+		_, _ = insp.DeleteAllArchivedTasks(q)
+		_, _ = insp.DeleteAllCompletedTasks(q)
+	}
+	return nil
+}
+
+func (r *runner) close() {
+	if r.client != nil {
+		r.client.Close()
+	}
+	if r.db != nil {
+		r.db.Close()
+	}
+}
+
+func (r *runner) machine(ctx context.Context) map[string]string {
+	m := map[string]string{"cores": strconv.Itoa(runtime.NumCPU()), "go": runtime.Version()}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		m["memory"] = strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+	}
+	for _, s := range []string{"server_version", "shared_buffers", "max_connections", "synchronous_commit", "fsync", "work_mem"} {
+		var v string
+		if err := r.db.NewRaw("SELECT current_setting(?)", s).Scan(ctx, &v); err == nil {
+			m["postgres "+s] = v
+		}
+	}
+	return m
+}
+
+// snapshot keeps the seeded state of what the jobs change, to reset to.
+func (r *runner) snapshot(ctx context.Context) error {
+	for _, q := range []string{
+		"CREATE TABLE bench_pass AS SELECT id, status, remaining_count, expired_at FROM pass",
+		"CREATE TABLE bench_booking AS SELECT id FROM booking WHERE NOT used_pass",
+		"CREATE UNIQUE INDEX ON bench_pass (id)", "CREATE UNIQUE INDEX ON bench_booking (id)",
+	} {
+		if _, err := r.db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
+	}
+	return nil
+}
+
+func (r *runner) reset(ctx context.Context) error {
+	for _, q := range []string{
+		`UPDATE pass p SET status = s.status, remaining_count = s.remaining_count, expired_at = s.expired_at FROM bench_pass s
+			WHERE p.id = s.id AND (p.status, p.remaining_count, p.expired_at) IS DISTINCT FROM (s.status, s.remaining_count, s.expired_at)`,
+		"UPDATE booking b SET used_pass = false FROM bench_booking s WHERE b.id = s.id AND b.used_pass",
+		"VACUUM ANALYZE pass", "VACUUM ANALYZE booking",
+	} {
+		if _, err := r.db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("reset: %w", err)
+		}
+	}
+	return r.flushRedis(ctx)
+}
+
+// fingerprint hashes the state the jobs change.
+func (r *runner) fingerprint(ctx context.Context) (string, error) {
+	var a, b string
+	if err := r.db.NewRaw(`SELECT md5(string_agg(id || ':' || status || ':' || coalesce(remaining_count::text, '-') || ':' || coalesce(expired_at::text, '-'), ',' ORDER BY id)) FROM pass`).Scan(ctx, &a); err != nil {
+		return "", err
+	}
+	if err := r.db.NewRaw(`SELECT coalesce(md5(string_agg(id::text, ',' ORDER BY id)), '') FROM booking WHERE used_pass`).Scan(ctx, &b); err != nil {
+		return "", err
+	}
+	return a + "/" + b, nil
+}
+
+// scenario is one job measured three ways.
+type scenario struct {
+	name string
+	// setBased makes the job's change in one statement (or transaction).
+	setBased []string
+	// items lists the ids the job works on, for the naive design.
+	items     string
+	naiveTask string
+}
+
+func usePasses() scenario {
+	return scenario{
+		name: tasks.JobUsePasses,
+		setBased: []string{`WITH b AS (SELECT id, pass_id FROM booking WHERE status = 'COMPLETED' AND NOT used_pass AND ended_at <= ?0),
+			d AS (SELECT pass_id, count(*) AS n FROM b GROUP BY pass_id),
+			p AS (UPDATE pass SET remaining_count = pass.remaining_count - d.n FROM d WHERE pass.id = d.pass_id AND pass.remaining_count IS NOT NULL)
+			UPDATE booking SET used_pass = true FROM b WHERE booking.id = b.id`},
+		items:     "SELECT id FROM booking WHERE status = 'COMPLETED' AND NOT used_pass AND ended_at <= ? ORDER BY id",
+		naiveTask: TaskNaiveUse,
+	}
+}
+
+func expirePasses() scenario {
+	return scenario{
+		name: tasks.JobExpirePasses,
+		setBased: []string{
+			"UPDATE pass SET status = 'EXPIRED', expired_at = ?0 WHERE status = 'PROGRESSED' AND (ended_at <= ?0 OR remaining_count = 0)",
+			"UPDATE pass SET status = 'PROGRESSED' WHERE status = 'READY' AND started_at <= ?0",
+		},
+		items:     "SELECT id FROM pass WHERE (status = 'PROGRESSED' AND (ended_at <= ? OR remaining_count = 0)) OR (status = 'READY' AND started_at <= ?) ORDER BY id",
+		naiveTask: TaskNaiveExpire,
+	}
+}
+
+func (r *runner) scenario(ctx context.Context, sc scenario) ([]Result, error) {
+	var out []Result
+	// (b) the physical limit.
+	if err := r.reset(ctx); err != nil {
+		return nil, err
+	}
+	r.log("%s: set-based SQL", sc.name)
+	start := time.Now()
+	var items int64
+	err := r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		for i, q := range sc.setBased {
+			res, err := tx.NewRaw(q, r.runAt).Exec(ctx)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); i == 0 || sc.name == tasks.JobExpirePasses {
+				items += n
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set-based: %w", err)
+	}
+	base := Result{Scenario: sc.name, Variant: "set-based SQL", Items: items, Seconds: time.Since(start).Seconds(), StateOK: true}
+	base.ItemsPerSec = float64(items) / base.Seconds
+	out = append(out, base)
+	want, err := r.fingerprint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// (a) the engine with worker processes.
+	for _, w := range r.o.Workers {
+		if err := r.reset(ctx); err != nil {
+			return nil, err
+		}
+		r.log("%s: job with %d worker process(es)", sc.name, w)
+		res, err := r.job(ctx, sc.name, w, batch.Params{})
+		if err != nil {
+			return nil, err
+		}
+		got, err := r.fingerprint(ctx)
+		if err != nil {
+			return nil, err
+		}
+		res.StateOK = got == want
+		out = append(out, res)
+	}
+	// (c) one asynq task per item, on a sample.
+	for _, w := range r.o.Workers {
+		if err := r.reset(ctx); err != nil {
+			return nil, err
+		}
+		r.log("%s: one task per item with %d worker process(es)", sc.name, w)
+		res, err := r.naive(ctx, sc, w)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+// startWorkers starts n processes of bin with args and returns them with a
+// sampler of their peak RSS.
+func (r *runner) startWorkers(n int, bin string, args ...string) (stop func() float64, err error) {
+	var procs []*exec.Cmd
+	for i := 0; i < n; i++ {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+r.dbURL, "REDIS_URL="+r.o.RedisURL, "LOG_LEVEL=warn", "LOG_FORMAT=text", "METRICS_ADDR=")
+		cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		procs = append(procs, cmd)
+	}
+	var mu sync.Mutex
+	var peak int64
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, p := range procs {
+					if kb := rssKB(p.Process.Pid, "VmHWM:"); kb > 0 {
+						mu.Lock()
+						peak = max(peak, kb)
+						mu.Unlock()
+					}
+				}
+			}
+		}
+	}()
+	time.Sleep(700 * time.Millisecond) // connect and start polling
+	return func() float64 {
+		for _, p := range procs {
+			if kb := rssKB(p.Process.Pid, "VmHWM:"); kb > 0 {
+				mu.Lock()
+				peak = max(peak, kb)
+				mu.Unlock()
+			}
+		}
+		close(done)
+		for _, p := range procs {
+			_ = p.Process.Signal(syscall.SIGTERM)
+		}
+		for _, p := range procs {
+			_ = p.Wait()
+		}
+		return float64(peak) / 1024
+	}, nil
+}
+
+func rssKB(pid int, field string) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), field); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+func (r *runner) job(ctx context.Context, name string, workers int, extra batch.Params) (Result, error) {
+	stop, err := r.startWorkers(workers, r.o.WorkerBin)
+	if err != nil {
+		return Result{}, err
+	}
+	r.seq++
+	p := batch.Params{batch.ParamRunAt: {Value: r.runAt.Format(time.RFC3339), Identifying: true},
+		"bench.run": {Value: strconv.Itoa(r.seq), Identifying: true}}
+	for k, v := range extra {
+		p[k] = v
+	}
+	start := time.Now()
+	je, err := r.engine.Launch(ctx, name, p)
+	if err != nil {
+		stop()
+		return Result{}, err
+	}
+	d, err := r.waitJob(ctx, je.JobExecutionID)
+	took := time.Since(start)
+	peak := stop()
+	if err != nil {
+		return Result{}, err
+	}
+	if d.Status != batch.StatusCompleted {
+		return Result{}, fmt.Errorf("execution %d ended %s: %s", d.JobExecutionID, d.Status, d.ExitMessage)
+	}
+	items := d.WriteCount
+	res := Result{Scenario: name, Variant: "passbatch job", Workers: workers, Items: items, Seconds: took.Seconds(),
+		ItemsPerSec: float64(items) / took.Seconds(), PeakRSSMB: peak}
+	return res, nil
+}
+
+func (r *runner) waitJob(ctx context.Context, id int64) (*batch.ExecutionDetail, error) {
+	for {
+		d, err := r.engine.Execution(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if !batch.Running(d.Status) {
+			return d, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (r *runner) naive(ctx context.Context, sc scenario, workers int) (Result, error) {
+	var ids []int64
+	args := []any{r.runAt}
+	if sc.naiveTask == TaskNaiveExpire {
+		args = append(args, r.runAt)
+	}
+	if err := r.db.NewRaw(sc.items+" LIMIT ?", append(args, r.o.NaiveSample)...).Scan(ctx, &ids); err != nil {
+		return Result{}, err
+	}
+	insp := asynq.NewInspector(r.redis)
+	defer insp.Close()
+	// Queue every task while the queue is paused, start the workers, then
+	// time from the unpause: neither enqueueing nor start-up is counted.
+	b0, _ := json.Marshal(naivePayload{})
+	if _, err := r.client.EnqueueContext(ctx, asynq.NewTask("bench:noop", b0), asynq.Queue(naiveQueue), asynq.MaxRetry(0)); err != nil {
+		return Result{}, err
+	}
+	if err := insp.PauseQueue(naiveQueue); err != nil {
+		return Result{}, err
+	}
+	_, _ = insp.DeleteAllPendingTasks(naiveQueue)
+	for _, id := range ids {
+		b, _ := json.Marshal(naivePayload{ID: id, RunAt: r.runAt.Format(time.RFC3339)})
+		if _, err := r.client.EnqueueContext(ctx, asynq.NewTask(sc.naiveTask, b), asynq.Queue(naiveQueue), asynq.MaxRetry(25)); err != nil {
+			return Result{}, err
+		}
+	}
+	stop, err := r.startWorkers(workers, r.o.SelfBin, "bench", "naive-worker")
+	if err != nil {
+		return Result{}, err
+	}
+	start := time.Now()
+	if err := insp.UnpauseQueue(naiveQueue); err != nil {
+		stop()
+		return Result{}, err
+	}
+	for {
+		q, err := insp.GetQueueInfo(naiveQueue)
+		if err == nil && q.Pending == 0 && q.Active == 0 && q.Retry == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	took := time.Since(start)
+	peak := stop()
+	res := Result{Scenario: sc.name, Variant: "one task per item", Workers: workers, Items: int64(len(ids)), Seconds: took.Seconds(),
+		ItemsPerSec: float64(len(ids)) / took.Seconds(), PeakRSSMB: peak, Note: fmt.Sprintf("first %d items", len(ids))}
+	// The sample's end state must equal what the set-based statement does to it.
+	ok, err := r.naiveStateOK(ctx, sc, ids)
+	if err != nil {
+		return Result{}, err
+	}
+	res.StateOK = ok
+	return res, nil
+}
+
+func (r *runner) naiveStateOK(ctx context.Context, sc scenario, ids []int64) (bool, error) {
+	var bad int
+	var err error
+	switch sc.naiveTask {
+	case TaskNaiveUse:
+		err = r.db.NewRaw(`WITH s AS (SELECT unnest(?::bigint[]) AS id),
+			d AS (SELECT b.pass_id, count(*) AS n FROM booking b JOIN s USING (id) GROUP BY 1)
+			SELECT (SELECT count(*) FROM booking b JOIN s USING (id) WHERE NOT b.used_pass)
+			     + (SELECT count(*) FROM pass p JOIN d ON d.pass_id = p.id JOIN bench_pass o ON o.id = p.id
+			        WHERE p.remaining_count IS DISTINCT FROM o.remaining_count - d.n)`, pgArray(ids)).Scan(ctx, &bad)
+	case TaskNaiveExpire:
+		err = r.db.NewRaw(`SELECT count(*) FROM pass p JOIN bench_pass o USING (id) WHERE p.id = ANY(?::bigint[])
+			AND NOT ((o.status = 'PROGRESSED' AND p.status = 'EXPIRED' AND p.expired_at = ?) OR (o.status = 'READY' AND p.status = 'PROGRESSED'))`,
+			pgArray(ids), r.runAt).Scan(ctx, &bad)
+	}
+	return bad == 0, err
+}
+
+func pgArray(ids []int64) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatInt(id, 10)
+	}
+	return "{" + strings.Join(s, ",") + "}"
+}
+
+// notices measures notify-before-class over o.Notices bookings starting in
+// the same minute: from the launch until the last notice is marked sent.
+func (r *runner) notices(ctx context.Context) (Result, error) {
+	at := r.runAt.Add(time.Hour).Truncate(time.Minute)
+	r.log("notify-before-class: %d classes starting at the same minute", r.o.Notices)
+	if _, err := r.db.ExecContext(ctx, `INSERT INTO booking (pass_id, user_id, status, started_at, ended_at)
+		SELECT p.id, p.user_id, 'READY', ?, ? FROM pass p ORDER BY p.id LIMIT ?`, at.Add(5*time.Minute), at.Add(55*time.Minute), r.o.Notices); err != nil {
+		return Result{}, err
+	}
+	if _, err := r.db.ExecContext(ctx, "ANALYZE booking"); err != nil {
+		return Result{}, err
+	}
+	w := r.o.Workers[len(r.o.Workers)-1]
+	res, err := r.job(ctx, tasks.JobNotifyBeforeClass, w, batch.Params{batch.ParamRunAt: {Value: at.Format(time.RFC3339), Identifying: true}})
+	if err != nil {
+		return Result{}, err
+	}
+	var sent int64
+	if err := r.db.NewRaw("SELECT count(*) FROM notification WHERE sent").Scan(ctx, &sent); err != nil {
+		return Result{}, err
+	}
+	res.Items = sent
+	res.ItemsPerSec = float64(sent) / res.Seconds
+	res.StateOK = sent >= int64(r.o.Notices)
+	res.Note = "launch at the tick until the last notice is marked sent, log notifier"
+	return res, nil
+}

@@ -1,0 +1,73 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// WriteMarkdown writes the report as the README's performance tables.
+func WriteMarkdown(w io.Writer, rep *Report, command string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# passbatch benchmark results\n\nReproduce with `%s` (took %s).\n\n", command, rep.Took.Round(1e9))
+	fmt.Fprintf(&b, "## Machine\n\n")
+	keys := make([]string, 0, len(rep.Machine))
+	for k := range rep.Machine {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "- %s: %s\n", k, rep.Machine[k])
+	}
+	if rep.Seed != nil {
+		fmt.Fprintf(&b, "\nData set: %d users, %d passes, %d bookings (seeded with COPY in %s).\n",
+			rep.Seed.Users, rep.Seed.Passes, rep.Seed.Bookings, (rep.Seed.UsersTook + rep.Seed.PassesTook + rep.Seed.BookingsTook).Round(1e8))
+	}
+	base := map[string]float64{}
+	naive := map[string]float64{}
+	one := map[string]float64{}
+	for _, r := range rep.Results {
+		switch r.Variant {
+		case "set-based SQL":
+			base[r.Scenario] = r.ItemsPerSec
+		case "one task per item":
+			naive[fmt.Sprintf("%s/%d", r.Scenario, r.Workers)] = r.ItemsPerSec
+		case "passbatch job":
+			if _, ok := one[r.Scenario]; !ok {
+				one[r.Scenario] = r.ItemsPerSec
+			}
+		}
+	}
+	fmt.Fprintf(&b, "\n## Results\n\n| job | variant | workers | items | seconds | items/s | × set-based | × one-task-per-item | scaling | worker peak RSS MB | end state |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rep.Results {
+		xb, xn, sc := "", "", ""
+		if v := base[r.Scenario]; v > 0 && r.Variant != "set-based SQL" {
+			xb = fmt.Sprintf("%.2f", r.ItemsPerSec/v)
+		}
+		if v := naive[fmt.Sprintf("%s/%d", r.Scenario, r.Workers)]; v > 0 && r.Variant == "passbatch job" {
+			xn = fmt.Sprintf("%.1f", r.ItemsPerSec/v)
+		}
+		if v := one[r.Scenario]; v > 0 && r.Variant == "passbatch job" {
+			sc = fmt.Sprintf("%.2f", r.ItemsPerSec/v)
+		}
+		w, rss := "-", "-"
+		if r.Workers > 0 {
+			w = fmt.Sprint(r.Workers)
+		}
+		if r.PeakRSSMB > 0 {
+			rss = fmt.Sprintf("%.0f", r.PeakRSSMB)
+		}
+		state := "same as set-based"
+		if !r.StateOK {
+			state = "**DIFFERS**"
+		}
+		variant := r.Variant
+		if r.Note != "" {
+			variant += " (" + r.Note + ")"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %.2f | %.0f | %s | %s | %s | %s | %s |\n", r.Scenario, variant, w, r.Items, r.Seconds, r.ItemsPerSec, xb, xn, sc, rss, state)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
