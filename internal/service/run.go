@@ -83,7 +83,7 @@ func (s *Service) RunWorker(ctx context.Context) error {
 		LogLevel:        asynq.WarnLevel,
 		ShutdownTimeout: 20 * time.Second,
 		// Flows move by control tasks; look for them often when idle.
-		TaskCheckInterval: 200 * time.Millisecond,
+		TaskCheckInterval: 50 * time.Millisecond,
 		RetryDelayFunc: func(n int, err error, t *asynq.Task) time.Duration {
 			d := time.Duration(1<<min(n, 6)) * time.Second
 			return min(d, time.Minute)
