@@ -75,6 +75,14 @@ max_connections = 300
 shared_buffers = 256MB
 CONF
 	fi
+	# pg_stat_statements lets ptctl bench show where Postgres spends its time.
+	if ! grep -q "^shared_preload_libraries = 'pg_stat_statements'" "$PGDIR/data/postgresql.conf"; then
+		echo "shared_preload_libraries = 'pg_stat_statements'" >>"$PGDIR/data/postgresql.conf"
+		if pg_running; then
+			say "restarting Postgres to load pg_stat_statements"
+			as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -m fast -w -t 60 restart >/dev/null
+		fi
+	fi
 	local port
 	port=$(cat "$PGDIR/port")
 	if ! pg_running; then

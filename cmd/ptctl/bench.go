@@ -27,6 +27,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	workers := fs.String("workers", "1,2,4", "worker-process counts to measure")
 	out := fs.String("out", "bench/results.md", "where to write the results (markdown)")
 	workerBin := fs.String("worker-bin", "bin/worker", "the cmd/worker binary")
+	apiBin := fs.String("api-bin", "bin/api", "the cmd/api binary (empty: skip the api load)")
 	sample := fs.Int("naive-sample", 20_000, "items for each one-task-per-item run")
 	notices := fs.Int("notices", 100_000, "classes starting in one minute for notify-before-class")
 	if err := parseFlags(fs, args); err != nil {
@@ -55,9 +56,16 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	wb, _ := filepath.Abs(*workerBin)
+	ab := ""
+	if *apiBin != "" {
+		if _, err := os.Stat(*apiBin); err != nil {
+			return usageErr("bench: %s not found; run `make build` first (or pass --api-bin)", *apiBin)
+		}
+		ab, _ = filepath.Abs(*apiBin)
+	}
 	rep, err := bench.Run(ctx, bench.Options{
 		DatabaseURL: cfg.DatabaseURL, RedisURL: cfg.RedisURL, Users: *users, Bookings: *bookings, Workers: ws,
-		WorkerBin: wb, SelfBin: self, NaiveSample: *sample, Notices: *notices, Progress: stderr,
+		WorkerBin: wb, APIBin: ab, SelfBin: self, NaiveSample: *sample, Notices: *notices, Progress: stderr,
 	})
 	if err != nil {
 		return err

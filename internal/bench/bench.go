@@ -43,9 +43,9 @@ type Options struct {
 	Users, Bookings int
 	// Workers are the worker-process counts to measure. Default 1, 2, 4.
 	Workers []int
-	// WorkerBin is the cmd/worker binary; SelfBin the ptctl binary (for the
-	// naive workers). Required.
-	WorkerBin, SelfBin string
+	// WorkerBin is the cmd/worker binary, APIBin the cmd/api binary, SelfBin
+	// the ptctl binary (for the naive workers). Required.
+	WorkerBin, APIBin, SelfBin string
 	// NaiveSample bounds the items of a naive run. Default 20,000.
 	NaiveSample int
 	// Notices is the notify-before-class load. Default 100,000.
@@ -69,11 +69,15 @@ type Result struct {
 
 // Report is a whole run.
 type Report struct {
-	Machine  map[string]string `json:"machine"`
-	Seed     *seed.BulkResult  `json:"seed"`
-	Results  []Result          `json:"results"`
-	Took     time.Duration     `json:"took"`
-	Settings Options           `json:"-"`
+	Machine map[string]string `json:"machine"`
+	Seed    *seed.BulkResult  `json:"seed"`
+	Results []Result          `json:"results"`
+	Took    time.Duration     `json:"took"`
+	// API is the api under the page load; Profiles the top statements per
+	// job run (pg_stat_statements), when the extension is loaded.
+	API      *APIResult             `json:"api"`
+	Profiles map[string][]Statement `json:"profiles"`
+	Settings Options                `json:"-"`
 }
 
 type runner struct {
@@ -86,6 +90,39 @@ type runner struct {
 	runAt  time.Time
 	seq    int
 	log    func(format string, a ...any)
+	// profiles collects pg_stat_statements per job run; statsOK says
+	// whether the extension is there.
+	profiles map[string][]Statement
+	statsOK  bool
+}
+
+// Statement is one line of a pg_stat_statements profile.
+type Statement struct {
+	Calls   int64   `bun:"calls"`
+	TotalMS float64 `bun:"total_ms"`
+	MeanMS  float64 `bun:"mean_ms"`
+	Rows    int64   `bun:"rows"`
+	Query   string  `bun:"query"`
+}
+
+func (r *runner) resetStatements(ctx context.Context) {
+	if r.statsOK {
+		_, _ = r.db.ExecContext(ctx, "SELECT pg_stat_statements_reset()")
+	}
+}
+
+func (r *runner) topStatements(ctx context.Context, key string) {
+	if !r.statsOK {
+		return
+	}
+	var top []Statement
+	err := r.db.NewRaw(`SELECT calls, round(total_exec_time::numeric, 1) AS total_ms, round(mean_exec_time::numeric, 3) AS mean_ms, rows,
+			left(regexp_replace(query, '\s+', ' ', 'g'), 140) AS query
+		FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+		ORDER BY total_exec_time DESC LIMIT 6`).Scan(ctx, &top)
+	if err == nil {
+		r.profiles[key] = top
+	}
 }
 
 // Run seeds the bench database and measures every scenario.
@@ -114,7 +151,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer r.close()
-	rep := &Report{Machine: r.machine(ctx), Settings: o}
+	rep := &Report{Machine: r.machine(ctx), Settings: o, Profiles: map[string][]Statement{}}
+	r.profiles = rep.Profiles
 	r.log("seeding %d users and %d bookings", o.Users, o.Bookings)
 	var err error
 	rep.Seed, err = seed.Bulk(ctx, r.db, seed.BulkOptions{Users: o.Users, Bookings: o.Bookings, Now: r.runAt})
@@ -136,6 +174,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, fmt.Errorf("notify-before-class: %w", err)
 	}
 	rep.Results = append(rep.Results, res)
+	if o.APIBin != "" {
+		r.log("api: GET /api/me/passes from 200 users at once")
+		if rep.API, err = r.apiLoad(ctx, 200, 25); err != nil {
+			return nil, fmt.Errorf("api load: %w", err)
+		}
+	}
 	rep.Took = time.Since(start)
 	return rep, nil
 }
@@ -165,6 +209,14 @@ func (r *runner) open(ctx context.Context) error {
 	}
 	if _, err := migrations.Up(ctx, r.db); err != nil {
 		return err
+	}
+	_, err = r.db.ExecContext(ctx, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+	if err == nil {
+		_, err = r.db.ExecContext(ctx, "SELECT pg_stat_statements_reset()")
+	}
+	r.statsOK = err == nil
+	if !r.statsOK {
+		r.log("pg_stat_statements is not loaded; no statement profiles (%v)", err)
 	}
 	if r.redis, err = asynq.ParseRedisURI(r.o.RedisURL); err != nil {
 		return err
@@ -294,6 +346,7 @@ func (r *runner) scenario(ctx context.Context, sc scenario) ([]Result, error) {
 		return nil, err
 	}
 	r.log("%s: set-based SQL", sc.name)
+	r.resetStatements(ctx)
 	start := time.Now()
 	var items int64
 	err := r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
@@ -311,6 +364,7 @@ func (r *runner) scenario(ctx context.Context, sc scenario) ([]Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("set-based: %w", err)
 	}
+	r.topStatements(ctx, sc.name+", set-based SQL")
 	base := Result{Scenario: sc.name, Variant: "set-based SQL", Items: items, Seconds: time.Since(start).Seconds(), StateOK: true}
 	base.ItemsPerSec = float64(items) / base.Seconds
 	out = append(out, base)
@@ -324,10 +378,12 @@ func (r *runner) scenario(ctx context.Context, sc scenario) ([]Result, error) {
 			return nil, err
 		}
 		r.log("%s: job with %d worker process(es)", sc.name, w)
+		r.resetStatements(ctx)
 		res, err := r.job(ctx, sc.name, w, batch.Params{})
 		if err != nil {
 			return nil, err
 		}
+		r.topStatements(ctx, fmt.Sprintf("%s, job with %d worker(s)", sc.name, w))
 		got, err := r.fingerprint(ctx)
 		if err != nil {
 			return nil, err

@@ -68,6 +68,24 @@ func WriteMarkdown(w io.Writer, rep *Report, command string) error {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %d | %.2f | %.0f | %s | %s | %s | %s | %s |\n", r.Scenario, variant, w, r.Items, r.Seconds, r.ItemsPerSec, xb, xn, sc, rss, state)
 	}
+	if a := rep.API; a != nil {
+		fmt.Fprintf(&b, "\n## The api under load\n\nGET /api/me/passes, %d logged-in users at once, %d requests: p50 %.1f ms, p99 %.1f ms, %.0f requests/s; api peak RSS %.0f MB.\n",
+			a.Clients, a.Requests, float64(a.P50.Microseconds())/1000, float64(a.P99.Microseconds())/1000, a.PerSec, a.PeakRSSMB)
+	}
+	if len(rep.Profiles) > 0 {
+		fmt.Fprintf(&b, "\n## Where Postgres spent its time (pg_stat_statements, top 6 per run)\n")
+		keys := make([]string, 0, len(rep.Profiles))
+		for k := range rep.Profiles {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(&b, "\n### %s\n\n| calls | total ms | mean ms | rows | statement |\n|---|---|---|---|---|\n", k)
+			for _, s := range rep.Profiles[k] {
+				fmt.Fprintf(&b, "| %d | %.0f | %.3f | %d | `%s` |\n", s.Calls, s.TotalMS, s.MeanMS, s.Rows, strings.ReplaceAll(s.Query, "|", "\\|"))
+			}
+		}
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -98,7 +99,15 @@ func (s *Service) RunWorker(ctx context.Context) error {
 	}
 	var ms *http.Server
 	if s.Config.MetricsAddr != "" {
-		ms = &http.Server{Addr: s.Config.MetricsAddr, Handler: promhttp.HandlerFor(s.Metrics, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(s.Metrics, promhttp.HandlerOpts{}))
+		// Profiles for `go tool pprof http://METRICS_ADDR/debug/pprof/profile`;
+		// keep METRICS_ADDR on a private interface.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		ms = &http.Server{Addr: s.Config.MetricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := ms.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.Logger.Error("metrics server", "err", err)
