@@ -25,6 +25,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/internal/database"
@@ -590,22 +591,15 @@ func (r *runner) naiveStateOK(ctx context.Context, sc scenario, ids []int64) (bo
 			d AS (SELECT b.pass_id, count(*) AS n FROM booking b JOIN s USING (id) GROUP BY 1)
 			SELECT (SELECT count(*) FROM booking b JOIN s USING (id) WHERE NOT b.used_pass)
 			     + (SELECT count(*) FROM pass p JOIN d ON d.pass_id = p.id JOIN bench_pass o ON o.id = p.id
-			        WHERE p.remaining_count IS DISTINCT FROM o.remaining_count - d.n)`, pgArray(ids)).Scan(ctx, &bad)
+			        WHERE p.remaining_count IS DISTINCT FROM o.remaining_count - d.n)`, pgdialect.Array(ids)).Scan(ctx, &bad)
 	case TaskNaiveExpire:
 		err = r.db.NewRaw(`SELECT count(*) FROM pass p JOIN bench_pass o USING (id) WHERE p.id = ANY(?::bigint[])
 			AND NOT ((o.status = 'PROGRESSED' AND p.status = 'EXPIRED' AND p.expired_at = ?) OR (o.status = 'READY' AND p.status = 'PROGRESSED'))`,
-			pgArray(ids), r.runAt).Scan(ctx, &bad)
+			pgdialect.Array(ids), r.runAt).Scan(ctx, &bad)
 	}
 	return bad == 0, err
 }
 
-func pgArray(ids []int64) string {
-	s := make([]string, len(ids))
-	for i, id := range ids {
-		s[i] = strconv.FormatInt(id, 10)
-	}
-	return "{" + strings.Join(s, ",") + "}"
-}
 
 // notices measures notify-before-class over o.Notices bookings starting in
 // the same minute: from the launch until the last notice is marked sent.
