@@ -600,7 +600,6 @@ func (r *runner) naiveStateOK(ctx context.Context, sc scenario, ids []int64) (bo
 	return bad == 0, err
 }
 
-
 // notices measures notify-before-class over o.Notices bookings starting in
 // the same minute: from the launch until the last notice is marked sent.
 func (r *runner) notices(ctx context.Context) (Result, error) {
