@@ -283,31 +283,41 @@ func TestWorkerKilledMidPartition(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-race", "-o", bin, "./internal/testjob/testworker").CombinedOutput(); err != nil {
 		t.Fatalf("build testworker: %v\n%s", err, out)
 	}
-	procs := make([]*exec.Cmd, 3)
-	for i := range procs {
+	start := func() *exec.Cmd {
 		cmd := exec.Command(bin)
 		cmd.Env = append(os.Environ(), "DATABASE_URL="+b.db.URL, "REDIS_URL="+b.redis.URL)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		procs[i] = cmd
 		t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+		return cmd
 	}
-	// The engine in the test only launches; the worker processes run the job.
+	// The first worker alone takes partitions (4 at a time) and commits
+	// chunks; then two more join and the first is killed mid-partition.
+	victim := start()
 	eng := batch.New(b.db.DB, b.client, testjob.Registry(), batch.Options{Logger: quietLogger()})
 	je, err := eng.Launch(context.Background(), "inc", batch.Params{"sleep_ms": {Value: "1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.waitCommits(t, je.JobExecutionID, 30)
-	if err := procs[0].Process.Kill(); err != nil {
+	b.waitCommits(t, je.JobExecutionID, 12)
+	start()
+	start()
+	var running int
+	if err := b.db.NewRaw("SELECT count(*) FROM batch_step_execution WHERE job_execution_id = ? AND parent_step_execution_id IS NOT NULL AND status = 'STARTED' AND commit_count > 0", je.JobExecutionID).Scan(context.Background(), &running); err != nil {
 		t.Fatal(err)
 	}
-	_ = procs[0].Wait()
+	if running == 0 {
+		t.Fatal("no partition was mid-way when the worker was to be killed")
+	}
+	if err := victim.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = victim.Wait()
 	var ones int
 	_ = b.db.NewRaw("SELECT count(*) FROM t WHERE n = 1").Scan(context.Background(), &ones)
-	t.Logf("killed worker 1 with %d of %d rows done", ones, rows)
+	t.Logf("killed the first worker with %d of %d rows done and %d partitions mid-way", ones, rows, running)
 	got := b.wait(t, je.JobExecutionID, 4*time.Minute)
 	requireStatus(t, got, batch.StatusCompleted)
 	requireAllOnce(t, b.db, rows)
