@@ -1,0 +1,192 @@
+package tasks_test
+
+import (
+	"context"
+	"encoding/csv"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xuri/excelize/v2"
+
+	"github.com/passbatch/passbatch/batch"
+	"github.com/passbatch/passbatch/models"
+	"github.com/passbatch/passbatch/tasks"
+)
+
+func (b *bundle) exportData(t *testing.T, bookings int) {
+	t.Helper()
+	b.base(t)
+	b.exec(t, `INSERT INTO pass (id, package_id, user_id, status, remaining_count, started_at) VALUES (1, 1, 1, 'PROGRESSED', 5, '2026-01-01T00:00:00Z'), (2, 1, 2, 'PROGRESSED', 5, '2026-01-01T00:00:00Z')`)
+	b.exec(t, `INSERT INTO booking (pass_id, user_id, status, attended, started_at, ended_at)
+		SELECT 1 + i % 2, 1 + i % 2, CASE WHEN i % 7 = 0 THEN 'CANCELLED' ELSE 'COMPLETED' END, i % 3 = 0,
+		       timestamptz '2026-11-01T00:00:00Z' + i * interval '1 minute', timestamptz '2026-11-01T00:50:00Z' + i * interval '1 minute'
+		FROM generate_series(1, ?) AS i`, bookings)
+}
+
+func (b *bundle) runExport(t *testing.T, req tasks.ExportRequest) *models.Export {
+	t.Helper()
+	ctx := context.Background()
+	e, created, err := tasks.RequestExport(ctx, b.db, req, "test", time.Now())
+	if err != nil || !created {
+		t.Fatalf("request: %v %v", created, err)
+	}
+	je, err := b.engine.Launch(ctx, tasks.JobExport, batch.Params{tasks.ParamExportID: {Value: fmt.Sprint(e.ID), Identifying: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireCompleted(t, b.wait(t, je.JobExecutionID))
+	if err := b.db.NewSelect().Model(e).WherePK().Scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e.Status != models.ExportCompleted || e.FileKey == nil || e.SHA256 == nil || e.TotalRows == nil || *e.TotalRows != e.WrittenRows {
+		t.Fatalf("export %+v", e)
+	}
+	if parts, _ := b.store.List(ctx, fmt.Sprintf("exports/%d/parts/", e.ID)); len(parts) != 0 {
+		t.Fatalf("%d part files left", len(parts))
+	}
+	return e
+}
+
+// sourceRows is what the export must contain: the filter's rows in id order.
+func (b *bundle) sourceRows(t *testing.T, where string) [][]string {
+	t.Helper()
+	var rows []struct {
+		ID       int64  `bun:"id"`
+		UserID   int64  `bun:"user_id"`
+		Name     string `bun:"name"`
+		PassID   int64  `bun:"pass_id"`
+		Status   string `bun:"status"`
+		Attended bool   `bun:"attended"`
+	}
+	if err := b.db.NewRaw("SELECT b.id, b.user_id, u.name, b.pass_id, b.status, b.attended FROM booking b JOIN users u ON u.id = b.user_id WHERE "+where+" ORDER BY b.id").Scan(context.Background(), &rows); err != nil {
+		t.Fatal(err)
+	}
+	out := make([][]string, len(rows))
+	for i, r := range rows {
+		out[i] = []string{fmt.Sprint(r.ID), fmt.Sprint(r.UserID), r.Name, fmt.Sprint(r.PassID), r.Status, fmt.Sprint(r.Attended)}
+	}
+	return out
+}
+
+func TestExportCSVAndXLSX(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	const n = 12_000
+	b.exportData(t, n)
+	from := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	for _, format := range []string{"csv", "xlsx"} {
+		e := b.runExport(t, tasks.ExportRequest{Kind: "bookings", Format: format, Filter: tasks.ExportFilter{From: &from, Status: "completed"}})
+		want := b.sourceRows(t, "b.started_at >= '2026-11-02T00:00:00Z' AND b.status = 'COMPLETED'")
+		f, err := b.store.Open(context.Background(), *e.FileKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got [][]string
+		if format == "csv" {
+			recs, err := csv.NewReader(f).ReadAll()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(recs[0], ",") != "id,user_id,user_name,pass_id,status,attended,used_pass,started_at,ended_at,cancelled_at" {
+				t.Fatalf("header %v", recs[0])
+			}
+			got = recs[1:]
+		} else {
+			x, err := excelize.OpenReader(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs, err := x.GetRows("Sheet1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = recs[1:]
+			if typ, _ := x.GetCellType("Sheet1", "H2"); typ != excelize.CellTypeNumber && typ != excelize.CellTypeUnset {
+				t.Fatalf("started_at cell type %v, want a date (number)", typ)
+			}
+			x.Close()
+		}
+		f.Close()
+		if len(got) != len(want) || int64(len(got)) != e.WrittenRows {
+			t.Fatalf("%s: %d rows, want %d (written %d)", format, len(got), len(want), e.WrittenRows)
+		}
+		for i := range want {
+			got[i][5] = strings.ToLower(got[i][5]) // XLSX booleans read back as TRUE/FALSE
+			if strings.Join(got[i][:6], "|") != strings.Join(want[i], "|") {
+				t.Fatalf("%s row %d: %v, want %v", format, i, got[i][:6], want[i])
+			}
+		}
+		// The stored checksum matches the bytes.
+		f2, _ := b.store.Open(context.Background(), *e.FileKey)
+		body, _ := io.ReadAll(f2)
+		f2.Close()
+		if int64(len(body)) != *e.SizeBytes {
+			t.Fatalf("size %d, recorded %d", len(body), *e.SizeBytes)
+		}
+	}
+}
+
+func TestExportRequests(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	b.base(t)
+	ctx := context.Background()
+	req := tasks.ExportRequest{Kind: "passes", Format: "xlsx", Filter: tasks.ExportFilter{Status: "progressed"}}
+	var wg sync.WaitGroup
+	ids := make([]int64, 20)
+	created := make([]bool, 20)
+	for i := range ids {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			e, c, err := tasks.RequestExport(ctx, b.db, req, "test", time.Now())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids[i], created[i] = e.ID, c
+		}(i)
+	}
+	wg.Wait()
+	n := 0
+	for i := range ids {
+		if created[i] {
+			n++
+		}
+		if ids[i] != ids[0] {
+			t.Fatalf("concurrent identical requests got exports %v", ids)
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d exports created by 20 identical requests, want 1", n)
+	}
+	other := req
+	other.Filter.Status = "EXPIRED"
+	if _, c, err := tasks.RequestExport(ctx, b.db, other, "test", time.Now()); err != nil || !c {
+		t.Fatalf("a different filter: created %v, %v", c, err)
+	}
+	for _, bad := range []struct {
+		req   tasks.ExportRequest
+		field string
+	}{
+		{tasks.ExportRequest{Kind: "users", Format: "csv"}, "kind"},
+		{tasks.ExportRequest{Kind: "passes", Format: "pdf"}, "format"},
+		{tasks.ExportRequest{Kind: "passes", Format: "csv", Filter: tasks.ExportFilter{Status: "USED"}}, "filter.status"},
+		{tasks.ExportRequest{Kind: "statistics", Format: "csv", Filter: tasks.ExportFilter{UserGroupID: new(int64)}}, "filter.user_group_id"},
+	} {
+		_, _, err := tasks.RequestExport(ctx, b.db, bad.req, "test", time.Now())
+		fe, ok := err.(*tasks.FieldError)
+		if !ok || fe.Field != bad.field {
+			t.Errorf("%+v: %v, want a FieldError on %s", bad.req, err, bad.field)
+		}
+	}
+	var count int
+	_ = b.db.NewRaw("SELECT count(*) FROM export").Scan(ctx, &count)
+	if count != 2 {
+		t.Fatalf("%d export rows, want 2", count)
+	}
+}
