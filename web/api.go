@@ -179,6 +179,7 @@ func (s *server) apiRoutes(r fiber.Router) {
 	a.Get("/executions", s.listExecutions)
 	a.Get("/executions/:id", s.getExecution)
 	a.Post("/executions/:id/:action", s.controlExecution)
+	s.exportRoutes(a)
 }
 
 type loginRequest struct {

@@ -76,7 +76,7 @@ func TestBrowser(t *testing.T) {
 			chromedp.Click(`button[type=submit]`),
 		}
 	}
-	var passesText, bulkText, statsText, jobsText, monText string
+	var passesText, bulkText, statsText, jobsText, monText, exportsText string
 	var bars int
 	err = chromedp.Run(ctx,
 		chromedp.Navigate(b.url+"/login"), chromedp.WaitVisible(`form`), shot("login"),
@@ -93,6 +93,9 @@ func TestBrowser(t *testing.T) {
 		chromedp.Evaluate(`document.querySelectorAll('#chart rect').length`, &bars),
 		chromedp.Text(`main`, &statsText), shot("admin-statistics"),
 		chromedp.Navigate(b.url+"/admin/jobs"), chromedp.WaitVisible(`table`), chromedp.Text(`main`, &jobsText), shot("admin-jobs"),
+		chromedp.Navigate(b.url+"/admin/exports"), chromedp.WaitVisible(`#export-form`),
+		chromedp.Click(`#export-form button[type=submit]`), chromedp.WaitVisible(`p.ok`), chromedp.Sleep(1500*time.Millisecond),
+		chromedp.Navigate(b.url+"/admin/exports"), chromedp.WaitVisible(`table`), chromedp.Text(`main`, &exportsText), shot("admin-exports"),
 		chromedp.Navigate(b.url+"/admin/monitoring"), chromedp.Sleep(2*time.Second),
 		chromedp.Text(`body`, &monText), shot("admin-monitoring"),
 	)
@@ -112,6 +115,9 @@ func TestBrowser(t *testing.T) {
 	}
 	if !strings.Contains(jobsText, "expire-passes") || !strings.Contains(jobsText, "make-statistics") {
 		t.Errorf("jobs page lacks the jobs:\n%s", jobsText)
+	}
+	if !strings.Contains(exportsText, "bookings") || !strings.Contains(exportsText, "xlsx") {
+		t.Errorf("exports page lacks the requested export:\n%s", exportsText)
 	}
 	if !strings.Contains(strings.ToLower(monText), "queue") {
 		t.Errorf("asynqmon did not render:\n%.300s", monText)

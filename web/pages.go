@@ -34,6 +34,8 @@ var dict = map[string]map[string]string{
 		"restart": "재시작", "abandon": "포기", "read": "읽음", "write": "기록", "skip": "건너뜀", "skipped": "건너뛴 항목",
 		"never": "실행 기록 없음", "from": "시작", "to": "끝", "show": "보기", "autoRefresh": "5초마다 새로 고침",
 		"chartTitle": "최근 예약 현황", "forbidden": "권한이 없습니다.", "ready": "대기",
+		"exports": "데이터 내보내기", "kind": "종류", "format": "형식", "request": "내보내기 요청", "force": "같은 요청도 새로 만들기",
+		"download": "다운로드", "rows": "행", "requested": "요청됨", "kindpasses": "이용권", "kindbookings": "예약", "kindstatistics": "통계",
 	},
 	"en": {
 		"title": "passbatch", "login": "Log in", "logout": "Log out", "email": "Email", "password": "Password",
@@ -49,6 +51,8 @@ var dict = map[string]map[string]string{
 		"restart": "Restart", "abandon": "Abandon", "read": "Read", "write": "Written", "skip": "Skipped", "skipped": "Skipped items",
 		"never": "never run", "from": "From", "to": "To", "show": "Show", "autoRefresh": "refreshes every 5 s",
 		"chartTitle": "Bookings", "forbidden": "You are not allowed here.", "ready": "Waiting",
+		"exports": "Exports", "kind": "Kind", "format": "Format", "request": "Request export", "force": "new even if identical",
+		"download": "Download", "rows": "rows", "requested": "Requested", "kindpasses": "Passes", "kindbookings": "Bookings", "kindstatistics": "Statistics",
 	},
 }
 
@@ -124,6 +128,8 @@ func (s *server) pageRoutes(app *fiber.App) {
 	admin.Get("/jobs", s.pageJobs)
 	admin.Post("/jobs/:name/launch", s.pageLaunch)
 	admin.Post("/executions/:id/:action", s.pageControl)
+	admin.Get("/exports", s.pageExports)
+	admin.Post("/exports", s.pageExportCreate)
 }
 
 // safeNext keeps a post-login redirect on this site.
