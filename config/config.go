@@ -30,6 +30,9 @@ type Config struct {
 	SessionSecret string
 	// StorageDir is where reports and exports are stored. Default "./.data/files".
 	StorageDir string
+	// StorageURL, when set (s3://bucket/prefix), stores them in an
+	// S3-compatible bucket instead (S3_ENDPOINT, AWS_ACCESS_KEY_ID, …).
+	StorageURL string
 	// NotifyWebhookURL receives notifications; empty sends them to the log.
 	NotifyWebhookURL string
 	// WorkerConcurrency is the number of tasks one worker runs at once. Default 10.
@@ -77,6 +80,7 @@ func Load(lookup func(string) (string, bool), need Need) (Config, error) {
 		AdminToken:       get("ADMIN_TOKEN"),
 		SessionSecret:    get("SESSION_SECRET"),
 		StorageDir:       get("STORAGE_DIR"),
+		StorageURL:       get("STORAGE_URL"),
 		NotifyWebhookURL: get("NOTIFY_WEBHOOK_URL"),
 		MetricsAddr:      get("METRICS_ADDR"),
 		LogFormat:        get("LOG_FORMAT"),
@@ -132,6 +136,11 @@ func Load(lookup func(string) (string, bool), need Need) (Config, error) {
 	}
 	if c.StorageDir == "" {
 		c.StorageDir = "./.data/files"
+	}
+	if c.StorageURL != "" {
+		if u, err := url.Parse(c.StorageURL); err != nil || u.Scheme != "s3" || u.Host == "" {
+			return c, &Error{"STORAGE_URL", "want s3://bucket/prefix, or empty for STORAGE_DIR"}
+		}
 	}
 	if c.NotifyWebhookURL != "" {
 		if u, err := url.Parse(c.NotifyWebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -40,6 +40,7 @@ func TestLoad(t *testing.T) {
 		{name: "bad log level", change: map[string]string{"LOG_LEVEL": "loud"}, wantVar: "LOG_LEVEL"},
 		{name: "bad http addr", change: map[string]string{"HTTP_ADDR": "8080"}, wantVar: "HTTP_ADDR"},
 		{name: "bad webhook", change: map[string]string{"NOTIFY_WEBHOOK_URL": "ftp://x"}, wantVar: "NOTIFY_WEBHOOK_URL"},
+		{name: "bad storage url", change: map[string]string{"STORAGE_URL": "gs://bucket"}, wantVar: "STORAGE_URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -61,7 +61,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Service, e
 			s.RedisClient = c
 		}
 	}
-	s.Store, err = storage.NewLocal(cfg.StorageDir)
+	s.Store, err = storage.Open(ctx, cfg.StorageURL, cfg.StorageDir)
 	if err != nil {
 		s.Close()
 		return nil, err
