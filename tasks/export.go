@@ -187,6 +187,28 @@ func RequestExport(ctx context.Context, db bun.IDB, r ExportRequest, by string, 
 	return &running, false, nil
 }
 
+// ExpireExports marks COMPLETED exports past their retention EXPIRED and
+// removes their files (housekeeping; it runs before every export job). A
+// file removal is repeated harmlessly if the transaction rolls back.
+func ExpireExports(ctx context.Context, db bun.IDB, store storage.Store, now time.Time) (int, error) {
+	var old []struct {
+		ID      int64   `bun:"id"`
+		FileKey *string `bun:"file_key"`
+	}
+	if err := db.NewRaw(`UPDATE export SET status = 'EXPIRED', modified_at = now() WHERE status = 'COMPLETED' AND expires_at <= ?
+		RETURNING id, file_key`, now).Scan(ctx, &old); err != nil {
+		return 0, fmt.Errorf("expire exports: %w", err)
+	}
+	for _, e := range old {
+		if e.FileKey != nil {
+			if err := store.Delete(ctx, *e.FileKey); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return len(old), nil
+}
+
 // exportRow is one row of an export: its key and its cells as text.
 type exportRow struct {
 	ID    int64    `bun:"id"`
@@ -263,6 +285,11 @@ func ExportJob(d Deps) *batch.Job {
 			return err
 		}}},
 		Flow: []batch.Node{
+			batch.NewTasklet("expire-old", func(ctx context.Context, tx bun.Tx, sc *batch.StepContext) (batch.RepeatStatus, error) {
+				n, err := ExpireExports(ctx, tx, d.Store, time.Now())
+				sc.Counts.Write = int64(n)
+				return batch.Finished, err
+			}),
 			batch.NewTasklet("count", func(ctx context.Context, tx bun.Tx, sc *batch.StepContext) (batch.RepeatStatus, error) {
 				e, k, f, err := loadExport(ctx, tx, sc)
 				if err != nil {

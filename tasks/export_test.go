@@ -5,6 +5,8 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -75,8 +77,17 @@ func (b *bundle) sourceRows(t *testing.T, where string) [][]string {
 func TestExportCSVAndXLSX(t *testing.T) {
 	t.Parallel()
 	b := setup(t, options{})
-	const n = 12_000
+	// EXPORT_TEST_ROWS=200000 runs the issue's full size (minutes under -race).
+	n := 40_000
+	if v, err := strconv.Atoi(os.Getenv("EXPORT_TEST_ROWS")); err == nil && v > 0 {
+		n = v
+	}
 	b.exportData(t, n)
+	// An old export past its retention is expired, its file removed, by the next export.
+	if _, err := b.store.Put(context.Background(), "exports/999/old.csv", strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	b.exec(t, `INSERT INTO export (id, kind, format, filter_hash, status, file_key, expires_at) VALUES (999, 'passes', 'csv', 'old', 'COMPLETED', 'exports/999/old.csv', now() - interval '1 minute')`)
 	from := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
 	for _, format := range []string{"csv", "xlsx"} {
 		e := b.runExport(t, tasks.ExportRequest{Kind: "bookings", Format: format, Filter: tasks.ExportFilter{From: &from, Status: "completed"}})
@@ -118,6 +129,18 @@ func TestExportCSVAndXLSX(t *testing.T) {
 			got[i][5] = strings.ToLower(got[i][5]) // XLSX booleans read back as TRUE/FALSE
 			if strings.Join(got[i][:6], "|") != strings.Join(want[i], "|") {
 				t.Fatalf("%s row %d: %v, want %v", format, i, got[i][:6], want[i])
+			}
+		}
+		if format == "csv" {
+			var st string
+			_ = b.db.NewRaw("SELECT status FROM export WHERE id = 999").Scan(context.Background(), &st)
+			if _, err := b.store.Stat(context.Background(), "exports/999/old.csv"); st != "EXPIRED" || err == nil {
+				t.Fatalf("old export %s, file still there: %v", st, err == nil)
+			}
+			var parts int
+			_ = b.db.NewRaw("SELECT count(*) FROM batch_step_execution WHERE step_name = 'parts' AND parent_step_execution_id IS NOT NULL AND job_execution_id = (SELECT job_execution_id FROM export WHERE id = ?)", e.ID).Scan(context.Background(), &parts)
+			if parts != 16 {
+				t.Fatalf("%d partitions, want 16", parts)
 			}
 		}
 		// The stored checksum matches the bytes.
