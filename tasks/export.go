@@ -17,11 +17,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/uptrace/bun"
 	"github.com/xuri/excelize/v2"
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/models"
+	"github.com/passbatch/passbatch/notify"
 	"github.com/passbatch/passbatch/storage"
 )
 
@@ -282,7 +284,18 @@ func ExportJob(d Deps) *batch.Job {
 					je.Status+": "+je.ExitMessage, id)
 			}
 			d.Logger.InfoContext(ctx, "export finished", "export_id", id, "status", je.Status, "job_execution_id", je.JobExecutionID)
-			return err
+			if err != nil {
+				return err
+			}
+			// The event also goes to the notifier (the webhook when configured),
+			// best effort: a receiver that is down must not hold the export back.
+			key := fmt.Sprintf("export:%d:%s", id, je.Status)
+			msg := notify.Message{UUID: uuid.NewSHA1(uuid.NameSpaceURL, []byte("passbatch:"+key)), Event: "EXPORT_" + je.Status, DedupKey: key,
+				Text: fmt.Sprintf("export %d finished: %s %s", id, je.Status, je.ExitMessage)}
+			if serr := d.Notifier.Send(ctx, msg); serr != nil {
+				d.Logger.WarnContext(ctx, "export event not delivered", "export_id", id, "err", serr)
+			}
+			return nil
 		}}},
 		Flow: []batch.Node{
 			batch.NewTasklet("expire-old", func(ctx context.Context, tx bun.Tx, sc *batch.StepContext) (batch.RepeatStatus, error) {
