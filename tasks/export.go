@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"archive/zip"
 	"bufio"
 	"bytes"
 	"context"
@@ -189,26 +190,29 @@ func RequestExport(ctx context.Context, db bun.IDB, r ExportRequest, by string, 
 	return &running, false, nil
 }
 
-// ExpireExports marks COMPLETED exports past their retention EXPIRED and
-// removes their files (housekeeping; it runs before every export job). A
-// file removal is repeated harmlessly if the transaction rolls back.
+// ExpireExports marks COMPLETED exports past their retention, and FAILED
+// ones not restarted within it, EXPIRED and removes their files (the file
+// and any part files left by a failure). It runs before every export job. A
+// removal is repeated harmlessly if the transaction rolls back.
 func ExpireExports(ctx context.Context, db bun.IDB, store storage.Store, now time.Time) (int, error) {
-	var old []struct {
-		ID      int64   `bun:"id"`
-		FileKey *string `bun:"file_key"`
-	}
-	if err := db.NewRaw(`UPDATE export SET status = 'EXPIRED', modified_at = now() WHERE status = 'COMPLETED' AND expires_at <= ?
-		RETURNING id, file_key`, now).Scan(ctx, &old); err != nil {
+	var ids []int64
+	if err := db.NewRaw(`UPDATE export SET status = 'EXPIRED', modified_at = now()
+		WHERE (status = 'COMPLETED' AND expires_at <= ?) OR (status = 'FAILED' AND modified_at <= ?)
+		RETURNING id`, now, now.Add(-ExportRetention)).Scan(ctx, &ids); err != nil {
 		return 0, fmt.Errorf("expire exports: %w", err)
 	}
-	for _, e := range old {
-		if e.FileKey != nil {
-			if err := store.Delete(ctx, *e.FileKey); err != nil {
-				return 0, err
+	for _, id := range ids {
+		files, err := store.List(ctx, fmt.Sprintf("exports/%d/", id))
+		if err != nil {
+			return 0, fmt.Errorf("expire export %d: %w", id, err)
+		}
+		for _, f := range files {
+			if err := store.Delete(ctx, f.Key); err != nil {
+				return 0, fmt.Errorf("expire export %d: %w", id, err)
 			}
 		}
 	}
-	return len(old), nil
+	return len(ids), nil
 }
 
 // exportRow is one row of an export: its key and its cells as text.
@@ -222,6 +226,10 @@ func loadExport(ctx context.Context, db bun.IDB, sc *batch.StepContext) (*models
 	var e models.Export
 	if err := db.NewSelect().Model(&e).Where("id = ?", id).Scan(ctx); err != nil {
 		return nil, exportKind{}, ExportFilter{}, fmt.Errorf("load export %d: %w", id, err)
+	}
+	if e.Status == models.ExportExpired {
+		// Its part files are gone: a restart cannot resume it.
+		return nil, exportKind{}, ExportFilter{}, fmt.Errorf("export %d has expired and its files are removed; request it again", id)
 	}
 	var f ExportFilter
 	if err := json.Unmarshal(e.Filter, &f); err != nil {
@@ -273,14 +281,22 @@ func ExportJob(d Deps) *batch.Job {
 			}
 			return p, nil
 		},
-		Listeners: []batch.JobListener{{AfterJob: func(ctx context.Context, tx bun.Tx, je *models.JobExecution, p batch.Params) error {
+		Listeners: []batch.JobListener{{BeforeJob: func(ctx context.Context, tx bun.Tx, je *models.JobExecution, p batch.Params) error {
+			// A restarted export is running again (unless an identical
+			// request has started another export meanwhile).
+			id, _ := p.Int(ParamExportID, 0)
+			_, err := exec(ctx, tx, "resume export", `UPDATE export SET status = 'RUNNING', error = NULL, job_execution_id = ?, modified_at = now()
+				WHERE id = ? AND status = 'FAILED' AND NOT EXISTS (SELECT 1 FROM export o WHERE o.filter_hash = export.filter_hash
+				AND o.status IN ('PENDING', 'RUNNING') AND o.id <> export.id)`, je.JobExecutionID, id)
+			return err
+		}, AfterJob: func(ctx context.Context, tx bun.Tx, je *models.JobExecution, p batch.Params) error {
 			id, _ := p.Int(ParamExportID, 0)
 			var err error
 			if je.Status == batch.StatusCompleted {
 				_, err = exec(ctx, tx, "complete export", `UPDATE export SET status = 'COMPLETED', expires_at = now() + ?::interval, error = NULL, modified_at = now() WHERE id = ?`,
 					fmt.Sprintf("%d seconds", int(ExportRetention.Seconds())), id)
 			} else {
-				_, err = exec(ctx, tx, "fail export", `UPDATE export SET status = 'FAILED', error = ?, modified_at = now() WHERE id = ?`,
+				_, err = exec(ctx, tx, "fail export", `UPDATE export SET status = 'FAILED', error = ?, modified_at = now() WHERE id = ? AND status <> 'EXPIRED'`,
 					je.Status+": "+je.ExitMessage, id)
 			}
 			d.Logger.InfoContext(ctx, "export finished", "export_id", id, "status", je.Status, "job_execution_id", je.JobExecutionID)
@@ -331,6 +347,10 @@ func ExportJob(d Deps) *batch.Job {
 					})(ctx, db, sc)
 				},
 				ChunkSize: 5000,
+				// A part that cannot be stored (storage down, disk full) is
+				// retried in place a few times before the step fails; a restart
+				// then resumes from the finished partitions.
+				Retry: batch.RetryPolicy{Limit: 3},
 				Writer: func(ctx context.Context, tx bun.Tx, sc *batch.StepContext, rows []exportRow) error {
 					var buf bytes.Buffer
 					w := csv.NewWriter(&buf)
@@ -351,7 +371,7 @@ func ExportJob(d Deps) *batch.Job {
 					}
 					key := fmt.Sprintf("exports/%d/parts/%s/%020d.csv", id, partName(sc), uint64(from)^(1<<63))
 					if _, err := d.Store.Put(ctx, key, &buf); err != nil {
-						return fmt.Errorf("write part %s: %w", key, err)
+						return batch.Retryable(fmt.Errorf("write part %s: %w", key, err))
 					}
 					_, err := exec(ctx, tx, "count export rows", "UPDATE export SET written_rows = written_rows + ? WHERE id = ?", len(rows), id)
 					return err
@@ -423,7 +443,7 @@ func mergeExport(ctx context.Context, store storage.Store, tx bun.Tx, e *models.
 		if e.Format == "csv" {
 			rows, err = mergeCSV(ctx, store, parts, k, pw)
 		} else {
-			rows, err = mergeXLSX(ctx, store, parts, k, pw)
+			rows, err = mergeXLSX(ctx, store, parts, k, pw, xlsxMaxRows)
 		}
 		pw.CloseWithError(err)
 	}()
@@ -483,9 +503,20 @@ func mergeCSV(ctx context.Context, store storage.Store, parts []storage.Info, k 
 	return n, err
 }
 
-func mergeXLSX(ctx context.Context, store storage.Store, parts []storage.Info, k exportKind, w io.Writer) (int64, error) {
+// mergeXLSX streams the parts into one workbook, maxRows rows a sheet
+// (header included), rolling over to Sheet2, Sheet3…. Excel cells have no
+// time zone, so times are written as the gym's wall clock (Asia/Seoul) and
+// their headers say so; CSV keeps RFC 3339 instants.
+func mergeXLSX(ctx context.Context, store storage.Store, parts []storage.Info, k exportKind, w io.Writer, maxRows int) (int64, error) {
 	f := excelize.NewFile()
 	defer f.Close()
+	// excelize's WriteTo builds the whole package in a bytes.Buffer (to patch
+	// zip64 headers afterwards), which for a million rows is ~100 MB more
+	// than the stream writers' temp files. Point its zip writer at w
+	// instead: the sheets are copied from their temp files straight to the
+	// output and the buffer stays empty. Our sheets stay far below 4 GiB, so
+	// the zip64 patch never applies.
+	f.SetZipWriter(func(io.Writer) excelize.ZipWriter { return zip.NewWriter(w) })
 	bold, _ := f.NewStyle(&excelize.Style{Font: &excelize.Font{Bold: true}})
 	dateStyle, _ := f.NewStyle(&excelize.Style{CustomNumFmt: ptrTo("yyyy-mm-dd hh:mm:ss")})
 	var sw *excelize.StreamWriter
@@ -507,16 +538,20 @@ func mergeXLSX(ctx context.Context, store storage.Store, parts []storage.Info, k
 		if sw, err = f.NewStreamWriter(name); err != nil {
 			return err
 		}
-		for i, c := range k.columns {
+		for i := range k.columns {
 			width := 14.0
 			if k.types[i] == "time" {
-				width = 20
+				width = 28
 			}
-			_ = sw.SetColWidth(i+1, i+1, width)
-			_ = c
+			if err := sw.SetColWidth(i+1, i+1, width); err != nil {
+				return err
+			}
 		}
 		hdr := make([]any, len(k.columns))
 		for i, c := range k.columns {
+			if k.types[i] == "time" {
+				c += " (" + seoul.String() + ")"
+			}
 			hdr[i] = excelize.Cell{StyleID: bold, Value: c}
 		}
 		row = 1
@@ -526,7 +561,7 @@ func mergeXLSX(ctx context.Context, store storage.Store, parts []storage.Info, k
 		return 0, err
 	}
 	n, err := eachPartRow(ctx, store, parts, func(rec []string) error {
-		if row >= xlsxMaxRows {
+		if row >= maxRows {
 			if err := newSheet(); err != nil {
 				return err
 			}
@@ -545,8 +580,10 @@ func mergeXLSX(ctx context.Context, store storage.Store, parts []storage.Info, k
 	if err := sw.Flush(); err != nil {
 		return n, err
 	}
-	_, err = f.WriteTo(w)
-	return n, err
+	if _, err = f.WriteTo(io.Discard); err != nil {
+		return n, fmt.Errorf("write xlsx: %w", err)
+	}
+	return n, nil
 }
 
 func xlsxCell(typ, v string, dateStyle int) any {
@@ -562,7 +599,10 @@ func xlsxCell(typ, v string, dateStyle int) any {
 		return v == "true"
 	case "time":
 		if t, err := time.Parse(time.RFC3339, v); err == nil {
-			return excelize.Cell{StyleID: dateStyle, Value: t}
+			// The Seoul wall clock as a zone-less serial date.
+			t = t.In(seoul)
+			wall := time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), 0, time.UTC)
+			return excelize.Cell{StyleID: dateStyle, Value: wall}
 		}
 	}
 	return v
