@@ -143,7 +143,12 @@ func (l *Local) Delete(ctx context.Context, key string) error {
 // List implements Store.
 func (l *Local) List(ctx context.Context, prefix string) ([]Info, error) {
 	var out []Info
-	err := filepath.WalkDir(l.dir, func(p string, d fs.DirEntry, err error) error {
+	// Walk only the directory the prefix lies in.
+	root := filepath.Join(l.dir, filepath.FromSlash(path.Dir(prefix+"x")))
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) && p == root {
+			return fs.SkipAll
+		}
 		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".tmp-") {
 			return err
 		}

@@ -75,6 +75,27 @@ func conformance(t *testing.T, s storage.Store) {
 	if err != nil || len(list) != 1 || list[0].Key != "reports/daily/2026-11-24.csv" || list[0].Size != 8 {
 		t.Fatalf("list %+v %v", list, err)
 	}
+	// A prefix matches keys, not directories: exports/1/ is not exports/10/.
+	for _, k := range []string{"exports/1/parts/a.csv", "exports/1/f.xlsx", "exports/10/f.csv"} {
+		if _, err := s.Put(ctx, k, strings.NewReader("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for prefix, want := range map[string]string{
+		"exports/1/":  "exports/1/f.xlsx exports/1/parts/a.csv",
+		"exports/1":   "exports/1/f.xlsx exports/1/parts/a.csv exports/10/f.csv",
+		"exports/2/":  "",
+		"nothing/at/": "",
+	} {
+		list, err := s.List(ctx, prefix)
+		var keys []string
+		for _, i := range list {
+			keys = append(keys, i.Key)
+		}
+		if err != nil || strings.Join(keys, " ") != want {
+			t.Errorf("list %q: %v %v, want %s", prefix, keys, err, want)
+		}
+	}
 	for _, bad := range []string{"", "../etc/passwd", "/abs", "a/../../b"} {
 		if _, err := s.Put(ctx, bad, strings.NewReader("x")); !errors.Is(err, storage.ErrBadKey) {
 			t.Errorf("put %q: %v, want ErrBadKey", bad, err)

@@ -3,12 +3,14 @@ package tasks_test
 import (
 	"context"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/models"
+	"github.com/passbatch/passbatch/storage"
 	"github.com/passbatch/passbatch/tasks"
 )
 
@@ -212,4 +215,124 @@ func TestExportRequests(t *testing.T) {
 	if count != 2 {
 		t.Fatalf("%d export rows, want 2", count)
 	}
+}
+
+// faultyStore fails every part write after the first `after`, while
+// failing is set: a disk that fills up in the middle of an export.
+type faultyStore struct {
+	storage.Store
+	failing atomic.Bool
+	after   int64
+	puts    atomic.Int64
+}
+
+var errDiskFull = errors.New("disk full")
+
+func (s *faultyStore) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	if strings.Contains(key, "/parts/") && s.failing.Load() && s.puts.Add(1) > s.after {
+		return 0, errDiskFull
+	}
+	return s.Store.Put(ctx, key, r)
+}
+
+func TestExportRestartResumesFinishedPartitions(t *testing.T) {
+	t.Parallel()
+	fs := &faultyStore{after: 10}
+	fs.failing.Store(true)
+	b := setup(t, options{wrapStore: func(s storage.Store) storage.Store { fs.Store = s; return fs }})
+	b.exportData(t, 40_000)
+	ctx := context.Background()
+	e, _, err := tasks.RequestExport(ctx, b.db, tasks.ExportRequest{Kind: "bookings", Format: "csv"}, "test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	je, err := b.engine.Launch(ctx, tasks.JobExport, batch.Params{tasks.ParamExportID: {Value: fmt.Sprint(e.ID), Identifying: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := b.wait(t, je.JobExecutionID)
+	if first.Status != batch.StatusFailed {
+		t.Fatalf("first execution %s, want FAILED (the store fails)", first.Status)
+	}
+	failed := scan[models.Export](t, b.db, "SELECT * FROM export WHERE id = ?", e.ID)
+	if failed.Status != models.ExportFailed || failed.Error == nil || !strings.Contains(*failed.Error, "disk full") {
+		t.Fatalf("export after the failure: %s %v", failed.Status, deref(failed.Error))
+	}
+	partsOf := func(jeID int64) (done int, doneRows, read int64) {
+		var rows []struct {
+			Status string `bun:"status"`
+			Read   int64  `bun:"read_count"`
+		}
+		if err := b.db.NewRaw(`SELECT status, read_count FROM batch_step_execution
+			WHERE job_execution_id = ? AND step_name = 'parts' AND parent_step_execution_id IS NOT NULL`, jeID).Scan(ctx, &rows); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			read += r.Read
+			if r.Status == batch.StatusCompleted {
+				done++
+				doneRows += r.Read
+			}
+		}
+		return done, doneRows, read
+	}
+	done, doneRows, _ := partsOf(first.JobExecutionID)
+	if done != 10 {
+		t.Fatalf("%d partitions finished before the disk filled, want 10", done)
+	}
+	fs.failing.Store(false)
+	re, err := b.engine.Restart(ctx, first.JobExecutionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireCompleted(t, b.wait(t, re.JobExecutionID))
+	total := int64(len(b.sourceRows(t, "true")))
+	if _, _, read := partsOf(re.JobExecutionID); read != total-doneRows || read >= total {
+		t.Fatalf("the restart read %d rows, want the %d the failed partitions had left (of %d)", read, total-doneRows, total)
+	}
+	got := scan[models.Export](t, b.db, "SELECT * FROM export WHERE id = ?", e.ID)
+	if got.Status != models.ExportCompleted || got.Error != nil || got.WrittenRows != total || got.FileKey == nil {
+		t.Fatalf("export after the restart: %s written %d of %d, error %v", got.Status, got.WrittenRows, total, deref(got.Error))
+	}
+	f, err := b.store.Open(ctx, *got.FileKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(f).ReadAll()
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := b.sourceRows(t, "true")
+	if len(recs)-1 != len(want) {
+		t.Fatalf("%d rows in the file, want %d", len(recs)-1, len(want))
+	}
+	for i, w := range want {
+		if strings.Join(recs[i+1][:6], "|") != strings.Join(w, "|") {
+			t.Fatalf("row %d: %v, want %v", i, recs[i+1][:6], w)
+		}
+	}
+	if parts, _ := b.store.List(ctx, fmt.Sprintf("exports/%d/parts/", e.ID)); len(parts) != 0 {
+		t.Fatalf("%d part files left", len(parts))
+	}
+
+	// A failed export nobody restarts within the retention expires, and
+	// its part files go with it.
+	b.exec(t, `INSERT INTO export (id, kind, format, filter_hash, status, error, modified_at) VALUES (998, 'bookings', 'csv', 'old-failed', 'FAILED', 'disk full', now() - interval '8 days')`)
+	if _, err := b.store.Put(ctx, "exports/998/parts/00/0001.csv", strings.NewReader("1,2\n")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := tasks.ExpireExports(ctx, b.db, b.store, time.Now()); err != nil || n != 1 {
+		t.Fatalf("expire: %d %v, want the failed one", n, err)
+	}
+	if left, _ := b.store.List(ctx, "exports/998/"); len(left) != 0 || scan[string](t, b.db, "SELECT status FROM export WHERE id = 998") != models.ExportExpired {
+		t.Fatalf("expired failed export: %d files left", len(left))
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
 }

@@ -30,6 +30,8 @@ type bundle struct {
 
 type options struct {
 	notifier notify.Notifier
+	// wrapStore, when set, wraps the store the jobs see (to inject faults).
+	wrapStore func(storage.Store) storage.Store
 }
 
 func setup(t *testing.T, o options) *bundle {
@@ -50,7 +52,11 @@ func setup(t *testing.T, o options) *bundle {
 	if o.notifier == nil {
 		o.notifier = notify.Log{Logger: log}
 	}
-	reg := tasks.Registry(tasks.Deps{DB: db.DB, Notifier: o.notifier, Store: store, Logger: log, Partitions: 4})
+	var jobStore storage.Store = store
+	if o.wrapStore != nil {
+		jobStore = o.wrapStore(store)
+	}
+	reg := tasks.Registry(tasks.Deps{DB: db.DB, Notifier: o.notifier, Store: jobStore, Logger: log, Partitions: 4})
 	eng := batch.New(db.DB, client, reg, batch.Options{Logger: log})
 	srv := asynq.NewServer(opt, asynq.Config{
 		Concurrency: 8, Queues: batch.Queues(map[string]int{tasks.QueueSchedule: 6}), LogLevel: asynq.FatalLevel,
