@@ -31,7 +31,7 @@ var dict = map[string]map[string]string{
 		"hourly": "시간별", "daily": "일별", "weekly": "주별", "all": "전체", "attended": "출석", "cancelled": "취소",
 		"reports": "보고서 파일", "noReports": "아직 보고서가 없습니다.", "launch": "실행", "schedule": "일정",
 		"lastRun": "마지막 실행", "executions": "실행 기록", "steps": "단계", "progress": "진행률", "stop": "중지",
-		"restart": "재시작", "abandon": "포기", "read": "읽음", "write": "기록", "skip": "건너뜀", "skipped": "건너뛴 항목",
+		"restart": "재시작", "resumeHint": "끝난 파티션은 건너뛰고 이어서 만듭니다", "abandon": "포기", "read": "읽음", "write": "기록", "skip": "건너뜀", "skipped": "건너뛴 항목",
 		"never": "실행 기록 없음", "from": "시작", "to": "끝", "show": "보기", "autoRefresh": "5초마다 새로 고침",
 		"chartTitle": "최근 예약 현황", "forbidden": "권한이 없습니다.", "ready": "대기",
 		"exports": "데이터 내보내기", "kind": "종류", "format": "형식", "request": "내보내기 요청", "force": "같은 요청도 새로 만들기",
@@ -48,7 +48,7 @@ var dict = map[string]map[string]string{
 		"hourly": "Hourly", "daily": "Daily", "weekly": "Weekly", "all": "All", "attended": "Attended", "cancelled": "Cancelled",
 		"reports": "Report files", "noReports": "No reports yet.", "launch": "Run", "schedule": "Schedule",
 		"lastRun": "Last run", "executions": "Executions", "steps": "Steps", "progress": "Progress", "stop": "Stop",
-		"restart": "Restart", "abandon": "Abandon", "read": "Read", "write": "Written", "skip": "Skipped", "skipped": "Skipped items",
+		"restart": "Restart", "resumeHint": "Resumes from the finished partitions", "abandon": "Abandon", "read": "Read", "write": "Written", "skip": "Skipped", "skipped": "Skipped items",
 		"never": "never run", "from": "From", "to": "To", "show": "Show", "autoRefresh": "refreshes every 5 s",
 		"chartTitle": "Bookings", "forbidden": "You are not allowed here.", "ready": "Waiting",
 		"exports": "Exports", "kind": "Kind", "format": "Format", "request": "Request export", "force": "new even if identical",
@@ -384,6 +384,9 @@ func (s *server) pageControl(c *fiber.Ctx) error {
 	}
 	if err != nil {
 		return c.Redirect(fmt.Sprintf("/admin/jobs?execution=%d&error=%s", id, urlQuery(err.Error())))
+	}
+	if n := safeNext(c.FormValue("next")); n != "" {
+		return c.Redirect(n) // e.g. back to the exports page
 	}
 	return c.Redirect(fmt.Sprintf("/admin/jobs?execution=%d", id))
 }
