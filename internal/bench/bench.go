@@ -95,6 +95,8 @@ type runner struct {
 	// whether the extension is there.
 	profiles map[string][]Statement
 	statsOK  bool
+	// storageDir is the workers' STORAGE_DIR (export files), removed at the end.
+	storageDir string
 }
 
 // Statement is one line of a pg_stat_statements profile.
@@ -148,6 +150,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	start := time.Now()
 	r := &runner{o: o, log: func(f string, a ...any) { fmt.Fprintf(o.Progress, "bench: "+f+"\n", a...) }}
+	var err error
+	if r.storageDir, err = os.MkdirTemp("", "passbatch-bench-storage-"); err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(r.storageDir)
 	if err := r.open(ctx); err != nil {
 		return nil, err
 	}
@@ -155,7 +162,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{Machine: r.machine(ctx), Settings: o, Profiles: map[string][]Statement{}}
 	r.profiles = rep.Profiles
 	r.log("seeding %d users and %d bookings", o.Users, o.Bookings)
-	var err error
 	rep.Seed, err = seed.Bulk(ctx, r.db, seed.BulkOptions{Users: o.Users, Bookings: o.Bookings, Now: r.runAt})
 	if err != nil {
 		return nil, err
@@ -170,11 +176,16 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		rep.Results = append(rep.Results, res...)
 	}
-	res, err := r.notices(ctx)
+	res, err := r.exports(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	rep.Results = append(rep.Results, res...)
+	res1, err := r.notices(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("notify-before-class: %w", err)
 	}
-	rep.Results = append(rep.Results, res)
+	rep.Results = append(rep.Results, res1)
 	if o.APIBin != "" {
 		r.log("api: GET /api/me/passes from 200 users at once")
 		if rep.API, err = r.apiLoad(ctx, 200, 25); err != nil {
@@ -413,7 +424,7 @@ func (r *runner) startWorkers(n int, bin string, args ...string) (stop func() fl
 	var procs []*exec.Cmd
 	for i := 0; i < n; i++ {
 		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "DATABASE_URL="+r.dbURL, "REDIS_URL="+r.o.RedisURL, "LOG_LEVEL=warn", "LOG_FORMAT=text", "METRICS_ADDR=")
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+r.dbURL, "REDIS_URL="+r.o.RedisURL, "LOG_LEVEL=warn", "LOG_FORMAT=text", "METRICS_ADDR=", "STORAGE_DIR="+r.storageDir)
 		cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 		if err := cmd.Start(); err != nil {
 			return nil, err

@@ -44,8 +44,8 @@ func TestRunSmall(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, progress.String())
 	}
-	if len(rep.Results) != 11 {
-		t.Fatalf("%d results, want 11 (2 jobs × (1 set-based + 2 job + 2 naive) + notices)", len(rep.Results))
+	if len(rep.Results) != 17 {
+		t.Fatalf("%d results, want 17 (2 jobs × (1 set-based + 2 job + 2 naive) + 2 export formats × (COPY + 2 job) + notices)", len(rep.Results))
 	}
 	for _, r := range rep.Results {
 		if !r.StateOK || r.Items <= 0 || r.Seconds <= 0 {
@@ -62,7 +62,7 @@ func TestRunSmall(t *testing.T) {
 	if err := bench.WriteMarkdown(&md, rep, "test"); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Count(md.String(), "| same as set-based |"); got != 11 {
-		t.Fatalf("markdown has %d result rows, want 11:\n%s", got, md.String())
+	if got := strings.Count(md.String(), "| same as set-based |"); got != 17 {
+		t.Fatalf("markdown has %d result rows, want 17:\n%s", got, md.String())
 	}
 }
