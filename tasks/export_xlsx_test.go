@@ -85,3 +85,57 @@ func TestMergeXLSXRollsOverSheets(t *testing.T) {
 		t.Fatalf("time column width %v on the rolled-over sheet", w)
 	}
 }
+
+// BenchmarkMergeXLSX measures the XLSX merge alone (the export's serial
+// tail) on 100k booking rows from local part files; compare with
+// BenchmarkMergeCSV on the same parts.
+func BenchmarkMergeXLSX(b *testing.B) { benchmarkMerge(b, "xlsx") }
+
+// BenchmarkMergeCSV is BenchmarkMergeXLSX's baseline: the same parts to CSV.
+func BenchmarkMergeCSV(b *testing.B) { benchmarkMerge(b, "csv") }
+
+func benchmarkMerge(b *testing.B, format string) {
+	ctx := context.Background()
+	store, err := storage.NewLocal(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	const rows, perPart = 100_000, 5_000
+	start := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	for p := 0; p < rows/perPart; p++ {
+		var part strings.Builder
+		for i := 0; i < perPart; i++ {
+			id := p*perPart + i + 1
+			at := start.Add(time.Duration(id) * time.Minute).Format(time.RFC3339)
+			fmt.Fprintf(&part, "%d,%d,회원%d,%d,COMPLETED,%v,false,%s,%s,\n", id, id%1000, id%1000, id%500, id%3 == 0, at, at)
+		}
+		if _, err := store.Put(ctx, fmt.Sprintf("p/%04d.csv", p), strings.NewReader(part.String())); err != nil {
+			b.Fatal(err)
+		}
+	}
+	parts, _ := store.List(ctx, "p/")
+	k := exportKinds["bookings"]
+	var out countingWriter
+	b.ResetTimer()
+	for b.Loop() {
+		var n int64
+		out = 0
+		if format == "xlsx" {
+			n, err = mergeXLSX(ctx, store, parts, k, &out, xlsxMaxRows)
+		} else {
+			n, err = mergeCSV(ctx, store, parts, k, &out)
+		}
+		if err != nil || n != rows {
+			b.Fatalf("%d rows, %v", n, err)
+		}
+	}
+	b.ReportMetric(float64(rows*b.N)/b.Elapsed().Seconds(), "rows/s")
+	b.ReportMetric(float64(out)/rows, "bytes/row")
+}
+
+type countingWriter int64
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	*c += countingWriter(len(p))
+	return len(p), nil
+}
