@@ -42,6 +42,17 @@ func TestBrowser(t *testing.T) {
 			break
 		}
 	}
+	// A failed export to restart from the exports page: its job failed
+	// (launched while the export was EXPIRED), then it is marked FAILED.
+	b.exec(t, `INSERT INTO export (id, kind, format, filter_hash, status) VALUES (77, 'passes', 'csv', 'restart-me', 'EXPIRED')`)
+	fje, err := b.engine.Launch(context.Background(), tasks.JobExport, batch.Params{tasks.ParamExportID: {Value: "77", Identifying: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := b.waitExecution(t, fje.JobExecutionID); st != batch.StatusFailed {
+		t.Fatalf("the export job of an expired export ended %s, want FAILED", st)
+	}
+	b.exec(t, `UPDATE export SET status = 'FAILED', error = 'disk full', job_execution_id = ? WHERE id = 77`, fje.JobExecutionID)
 	artifacts := filepath.Join("..", "test-artifacts")
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		t.Fatal(err)
@@ -76,7 +87,7 @@ func TestBrowser(t *testing.T) {
 			chromedp.Click(`button[type=submit]`),
 		}
 	}
-	var passesText, bulkText, statsText, jobsText, monText, exportsText string
+	var passesText, bulkText, statsText, jobsText, monText, exportsText, afterRestart string
 	var bars int
 	err = chromedp.Run(ctx,
 		chromedp.Navigate(b.url+"/login"), chromedp.WaitVisible(`form`), shot("login"),
@@ -96,6 +107,7 @@ func TestBrowser(t *testing.T) {
 		chromedp.Navigate(b.url+"/admin/exports"), chromedp.WaitVisible(`#export-form`),
 		chromedp.Click(`#export-form button[type=submit]`), chromedp.WaitVisible(`p.ok`), chromedp.Sleep(1500*time.Millisecond),
 		chromedp.Navigate(b.url+"/admin/exports"), chromedp.WaitVisible(`table`), chromedp.Text(`main`, &exportsText), shot("admin-exports"),
+		chromedp.Click(`form[action$="/restart"] button`), chromedp.WaitVisible(`#export-form`), chromedp.Location(&afterRestart),
 		chromedp.Navigate(b.url+"/admin/monitoring"), chromedp.Sleep(2*time.Second),
 		chromedp.Text(`body`, &monText), shot("admin-monitoring"),
 	)
@@ -116,8 +128,18 @@ func TestBrowser(t *testing.T) {
 	if !strings.Contains(jobsText, "expire-passes") || !strings.Contains(jobsText, "make-statistics") {
 		t.Errorf("jobs page lacks the jobs:\n%s", jobsText)
 	}
-	if !strings.Contains(exportsText, "bookings") || !strings.Contains(exportsText, "xlsx") {
+	if !strings.Contains(exportsText, "예약") || !strings.Contains(exportsText, "xlsx") {
 		t.Errorf("exports page lacks the requested export:\n%s", exportsText)
+	}
+	if !strings.Contains(exportsText, "disk full") || !strings.HasSuffix(afterRestart, "/admin/exports") {
+		t.Errorf("failed export: reason shown %v, back on %s after restart", strings.Contains(exportsText, "disk full"), afterRestart)
+	}
+	var restarted string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && restarted != "COMPLETED"; time.Sleep(100 * time.Millisecond) {
+		_ = b.db.NewRaw("SELECT status FROM export WHERE id = 77").Scan(context.Background(), &restarted)
+	}
+	if restarted != "COMPLETED" {
+		t.Errorf("the export restarted from its page is %s, want COMPLETED", restarted)
 	}
 	if !strings.Contains(strings.ToLower(monText), "queue") {
 		t.Errorf("asynqmon did not render:\n%.300s", monText)

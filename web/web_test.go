@@ -344,3 +344,25 @@ func TestHealth(t *testing.T) {
 		}
 	}
 }
+
+func (b *bundle) exec(t *testing.T, q string, args ...any) {
+	t.Helper()
+	if _, err := b.db.ExecContext(context.Background(), q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// waitExecution waits up to 30 s for a job execution to end; its status.
+func (b *bundle) waitExecution(t *testing.T, id int64) string {
+	t.Helper()
+	var st string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if err := b.db.NewRaw("SELECT status FROM batch_job_execution WHERE job_execution_id = ?", id).Scan(context.Background(), &st); err != nil {
+			t.Fatal(err)
+		}
+		if !batch.Running(st) {
+			break
+		}
+	}
+	return st
+}
