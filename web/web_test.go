@@ -134,11 +134,7 @@ func (b *bundle) do(t *testing.T, user *http.Client, c call) (int, map[string]an
 	if err != nil {
 		t.Fatalf("%s: %v", c.name, err)
 	}
-	defer resp.Body.Close()
-	var m map[string]any
-	raw, _ := io.ReadAll(resp.Body)
-	_ = json.Unmarshal(raw, &m)
-	return resp.StatusCode, m, resp.Header
+	return answer(resp)
 }
 
 // oversize announces c.body's length and reads the answer without sending
@@ -157,6 +153,11 @@ func (b *bundle) oversize(t *testing.T, c call) (int, map[string]any, http.Heade
 	if err != nil {
 		t.Fatalf("%s: %v", c.name, err)
 	}
+	return answer(resp)
+}
+
+// answer reads a response's status, JSON body (nil when not JSON) and header.
+func answer(resp *http.Response) (int, map[string]any, http.Header) {
 	defer resp.Body.Close()
 	var m map[string]any
 	raw, _ := io.ReadAll(resp.Body)
