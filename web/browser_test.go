@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,13 +79,53 @@ func TestBrowser(t *testing.T) {
 			return os.WriteFile(filepath.Join(artifacts, name+".png"), buf, 0o644)
 		})
 	}
+	// submit clicks a form's button and waits for the page it leads to: a
+	// new document (the old one is marked) that shows ready. Waiting only
+	// for ready would pass on the old page when both pages have it, and the
+	// next navigation would then race the form's.
+	submit := func(button, ready string) chromedp.Tasks {
+		return chromedp.Tasks{
+			chromedp.Evaluate(`window.stalePage = true`, nil),
+			chromedp.Click(button),
+			chromedp.ActionFunc(func(ctx context.Context) error {
+				js := fmt.Sprintf(`!window.stalePage && document.readyState === 'complete' && document.querySelector(%q) !== null`, ready)
+				for {
+					// Evaluating fails while the page navigates; ask again.
+					var ok bool
+					if err := chromedp.Evaluate(js, &ok).Do(ctx); err == nil && ok {
+						return nil
+					}
+					select {
+					case <-ctx.Done():
+						return fmt.Errorf("no new page with %s after clicking %s: %w", ready, button, ctx.Err())
+					case <-time.After(50 * time.Millisecond):
+					}
+				}
+			}),
+		}
+	}
+	// exportsSettled waits for the requested export to finish, so the
+	// exports page no longer refreshes itself under the clicks that follow.
+	exportsSettled := chromedp.ActionFunc(func(ctx context.Context) error {
+		for {
+			var n int
+			if err := b.db.NewRaw("SELECT count(*) FROM export WHERE status IN ('PENDING', 'RUNNING')").Scan(ctx, &n); err != nil || n == 0 {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("exports still running: %w", ctx.Err())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	})
 	login := func(email, password string) chromedp.Tasks {
 		return chromedp.Tasks{
 			chromedp.Navigate(b.url + "/login"),
 			chromedp.WaitVisible(`input[name=email]`),
 			chromedp.SendKeys(`input[name=email]`, email),
 			chromedp.SendKeys(`input[name=password]`, password),
-			chromedp.Click(`button[type=submit]`),
+			submit(`button[type=submit]`, `main`),
 		}
 	}
 	var passesText, bulkText, statsText, jobsText, monText, exportsText, afterRestart string
@@ -93,21 +134,20 @@ func TestBrowser(t *testing.T) {
 		chromedp.Navigate(b.url+"/login"), chromedp.WaitVisible(`form`), shot("login"),
 		login(seed.UserEmail, seed.UserPassword),
 		chromedp.WaitVisible(`.pass`), chromedp.Text(`main`, &passesText), shot("me-passes"),
-		chromedp.Click(`.who button`), chromedp.WaitVisible(`input[name=email]`),
+		submit(`.who button`, `input[name=email]`),
 		login(seed.AdminEmail, seed.AdminPassword),
 		chromedp.WaitVisible(`#chart`),
 		chromedp.Navigate(b.url+"/admin/bulk-passes"), chromedp.WaitVisible(`#grant-form`),
 		chromedp.SetValue(`select[name=user_group_id]`, "1"),
-		chromedp.Click(`#grant-form button[type=submit]`),
-		chromedp.WaitVisible(`p.ok`), chromedp.Text(`main`, &bulkText), shot("admin-bulk-passes"),
+		submit(`#grant-form button[type=submit]`, `p.ok`), chromedp.Text(`main`, &bulkText), shot("admin-bulk-passes"),
 		chromedp.Navigate(b.url+"/admin/statistics?granularity=day"), chromedp.WaitVisible(`#chart`),
 		chromedp.Evaluate(`document.querySelectorAll('#chart rect').length`, &bars),
 		chromedp.Text(`main`, &statsText), shot("admin-statistics"),
 		chromedp.Navigate(b.url+"/admin/jobs"), chromedp.WaitVisible(`table`), chromedp.Text(`main`, &jobsText), shot("admin-jobs"),
 		chromedp.Navigate(b.url+"/admin/exports"), chromedp.WaitVisible(`#export-form`),
-		chromedp.Click(`#export-form button[type=submit]`), chromedp.WaitVisible(`p.ok`), chromedp.Sleep(1500*time.Millisecond),
+		submit(`#export-form button[type=submit]`, `p.ok`), exportsSettled,
 		chromedp.Navigate(b.url+"/admin/exports"), chromedp.WaitVisible(`table`), chromedp.Text(`main`, &exportsText), shot("admin-exports"),
-		chromedp.Click(`form[action$="/restart"] button`), chromedp.WaitVisible(`#export-form`), chromedp.Location(&afterRestart),
+		submit(`form[action$="/restart"] button`, `#export-form`), chromedp.Location(&afterRestart),
 		chromedp.Navigate(b.url+"/admin/monitoring"), chromedp.Sleep(2*time.Second),
 		chromedp.Text(`body`, &monText), shot("admin-monitoring"),
 	)
