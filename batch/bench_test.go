@@ -1,20 +1,19 @@
 package batch_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/batch/internal/testjob"
+	"github.com/passbatch/passbatch/internal/bench"
 )
 
 // BenchmarkEngine runs the test job (n = n + 1 on every row) over
@@ -78,7 +77,7 @@ func BenchmarkEngine(b *testing.B) {
 				elapsed := time.Since(start)
 				var peak int64
 				for _, p := range procs {
-					if kb := peakRSSKB(p.Process.Pid); kb > peak {
+					if kb := bench.PeakRSSKB(p.Process.Pid); kb > peak {
 						peak = kb
 					}
 					_ = p.Process.Signal(syscall.SIGTERM)
@@ -100,21 +99,4 @@ func BenchmarkEngine(b *testing.B) {
 			}
 		})
 	}
-}
-
-// peakRSSKB reads VmHWM (peak resident set) of a live process.
-func peakRSSKB(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return n
-		}
-	}
-	return 0
 }

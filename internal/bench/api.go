@@ -106,5 +106,5 @@ func (r *runner) apiLoad(ctx context.Context, clients, perClient int) (*APIResul
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	return &APIResult{Clients: len(cls), Requests: len(lat), P50: lat[len(lat)/2], P99: lat[len(lat)*99/100],
-		PerSec: float64(len(lat)) / total.Seconds(), PeakRSSMB: float64(rssKB(cmd.Process.Pid, "VmHWM:")) / 1024}, nil
+		PerSec: float64(len(lat)) / total.Seconds(), PeakRSSMB: float64(PeakRSSKB(cmd.Process.Pid)) / 1024}, nil
 }

@@ -443,7 +443,7 @@ func (r *runner) startWorkers(n int, bin string, args ...string) (stop func() fl
 				return
 			case <-t.C:
 				for _, p := range procs {
-					if kb := rssKB(p.Process.Pid, "VmHWM:"); kb > 0 {
+					if kb := PeakRSSKB(p.Process.Pid); kb > 0 {
 						mu.Lock()
 						peak = max(peak, kb)
 						mu.Unlock()
@@ -455,7 +455,7 @@ func (r *runner) startWorkers(n int, bin string, args ...string) (stop func() fl
 	time.Sleep(700 * time.Millisecond) // connect and start polling
 	return func() float64 {
 		for _, p := range procs {
-			if kb := rssKB(p.Process.Pid, "VmHWM:"); kb > 0 {
+			if kb := PeakRSSKB(p.Process.Pid); kb > 0 {
 				mu.Lock()
 				peak = max(peak, kb)
 				mu.Unlock()
@@ -472,7 +472,9 @@ func (r *runner) startWorkers(n int, bin string, args ...string) (stop func() fl
 	}, nil
 }
 
-func rssKB(pid int, field string) int64 {
+// PeakRSSKB reads VmHWM, the peak resident set in KiB, of a live process
+// (0 when it cannot be read).
+func PeakRSSKB(pid int) int64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
@@ -480,7 +482,7 @@ func rssKB(pid int, field string) int64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
 			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			return n
 		}
