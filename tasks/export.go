@@ -70,14 +70,19 @@ type exportKind struct {
 	statuses []string
 }
 
+// utcText is SQL for a timestamp column as RFC 3339 UTC text, ” for NULL.
+func utcText(col string) string {
+	return "coalesce(to_char(" + col + ` AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), '')`
+}
+
 var exportKinds = map[string]exportKind{
 	"bookings": {
 		table:   "b",
 		columns: []string{"id", "user_id", "user_name", "pass_id", "status", "attended", "used_pass", "started_at", "ended_at", "cancelled_at"},
 		types:   []string{"int", "int", "text", "int", "text", "bool", "bool", "time", "time", "time"},
 		cells: `ARRAY[b.id::text, b.user_id::text, u.name, b.pass_id::text, b.status, b.attended::text, b.used_pass::text,
-			to_char(b.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), to_char(b.ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-			coalesce(to_char(b.cancelled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), '')]`,
+			` + utcText("b.started_at") + `, ` + utcText("b.ended_at") + `,
+			` + utcText("b.cancelled_at") + `]`,
 		from:     "booking AS b JOIN users AS u ON u.id = b.user_id",
 		timeCol:  "b.started_at",
 		statuses: []string{models.BookingReady, models.BookingCompleted, models.BookingCancelled},
@@ -87,8 +92,8 @@ var exportKinds = map[string]exportKind{
 		columns: []string{"id", "user_id", "user_name", "package", "status", "remaining_count", "started_at", "ended_at", "expired_at"},
 		types:   []string{"int", "int", "text", "text", "text", "int", "time", "time", "time"},
 		cells: `ARRAY[p.id::text, p.user_id::text, u.name, k.name, p.status, coalesce(p.remaining_count::text, ''),
-			to_char(p.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), coalesce(to_char(p.ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), ''),
-			coalesce(to_char(p.expired_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), '')]`,
+			` + utcText("p.started_at") + `, ` + utcText("p.ended_at") + `,
+			` + utcText("p.expired_at") + `]`,
 		from:     "pass AS p JOIN users AS u ON u.id = p.user_id JOIN package AS k ON k.id = p.package_id",
 		timeCol:  "p.started_at",
 		statuses: []string{models.PassReady, models.PassProgressed, models.PassExpired},
@@ -97,7 +102,7 @@ var exportKinds = map[string]exportKind{
 		table:   "s",
 		columns: []string{"statistics_at", "all_count", "attended_count", "cancelled_count"},
 		types:   []string{"time", "int", "int", "int"},
-		cells: `ARRAY[to_char(s.statistics_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), s.all_count::text,
+		cells: `ARRAY[` + utcText("s.statistics_at") + `, s.all_count::text,
 			s.attended_count::text, s.cancelled_count::text]`,
 		from:    "statistics AS s",
 		timeCol: "s.statistics_at",

@@ -3,7 +3,8 @@ package bench
 import (
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -12,12 +13,7 @@ func WriteMarkdown(w io.Writer, rep *Report, command string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# passbatch benchmark results\n\nReproduce with `%s` (took %s).\n\n", command, rep.Took.Round(1e9))
 	fmt.Fprintf(&b, "## Machine\n\n")
-	keys := make([]string, 0, len(rep.Machine))
-	for k := range rep.Machine {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(rep.Machine)) {
 		fmt.Fprintf(&b, "- %s: %s\n", k, rep.Machine[k])
 	}
 	if rep.Seed != nil {
@@ -74,12 +70,7 @@ func WriteMarkdown(w io.Writer, rep *Report, command string) error {
 	}
 	if len(rep.Profiles) > 0 {
 		fmt.Fprintf(&b, "\n## Where Postgres spent its time (pg_stat_statements, top 6 per run)\n")
-		keys := make([]string, 0, len(rep.Profiles))
-		for k := range rep.Profiles {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(rep.Profiles)) {
 			fmt.Fprintf(&b, "\n### %s\n\n| calls | total ms | mean ms | rows | statement |\n|---|---|---|---|---|\n", k)
 			for _, s := range rep.Profiles[k] {
 				fmt.Fprintf(&b, "| %d | %.0f | %.3f | %d | `%s` |\n", s.Calls, s.TotalMS, s.MeanMS, s.Rows, strings.ReplaceAll(s.Query, "|", "\\|"))
