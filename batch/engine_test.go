@@ -20,7 +20,6 @@ import (
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/batch/internal/testjob"
 	"github.com/passbatch/passbatch/internal/testenv"
-	"github.com/passbatch/passbatch/models"
 )
 
 type bundle struct {
@@ -58,10 +57,11 @@ func setup(t testing.TB, rows int, jobs ...*batch.Job) *bundle {
 }
 
 // startWorkers runs n in-process asynq servers over the engine's handlers
-// until the test ends.
-func (b *bundle) startWorkers(t *testing.T, n, concurrency int) {
+// until the test ends or stop is called.
+func (b *bundle) startWorkers(t *testing.T, n, concurrency int) (stop func()) {
 	t.Helper()
 	opt, _ := asynq.ParseRedisURI(b.redis.URL)
+	var srvs []*asynq.Server
 	for i := 0; i < n; i++ {
 		srv := asynq.NewServer(opt, asynq.Config{
 			Concurrency: concurrency, Queues: batch.Queues(nil), Logger: nopLogger{}, LogLevel: asynq.FatalLevel,
@@ -73,8 +73,18 @@ func (b *bundle) startWorkers(t *testing.T, n, concurrency int) {
 		if err := srv.Start(mux); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(srv.Shutdown)
+		srvs = append(srvs, srv)
 	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			for _, s := range srvs {
+				s.Shutdown()
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 type nopLogger struct{}
@@ -85,9 +95,9 @@ func (nopLogger) Warn(...any)  {}
 func (nopLogger) Error(...any) {}
 func (nopLogger) Fatal(...any) {}
 
-func (b *bundle) execution(t testing.TB, id int64) *models.JobExecution {
+func (b *bundle) execution(t testing.TB, id int64) *batch.JobExecution {
 	t.Helper()
-	je := new(models.JobExecution)
+	je := new(batch.JobExecution)
 	if err := b.db.NewSelect().Model(je).Where("job_execution_id = ?", id).Scan(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +105,7 @@ func (b *bundle) execution(t testing.TB, id int64) *models.JobExecution {
 }
 
 // wait polls until the execution is no longer running.
-func (b *bundle) wait(t testing.TB, id int64, timeout time.Duration) *models.JobExecution {
+func (b *bundle) wait(t testing.TB, id int64, timeout time.Duration) *batch.JobExecution {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -140,7 +150,7 @@ func (b *bundle) launch(t *testing.T, job string, kv ...string) int64 {
 	return je.JobExecutionID
 }
 
-func requireStatus(t *testing.T, je *models.JobExecution, want string) {
+func requireStatus(t *testing.T, je *batch.JobExecution, want string) {
 	t.Helper()
 	if je.Status != want {
 		t.Fatalf("execution %d: status %s (%s), want %s", je.JobExecutionID, je.Status, je.ExitMessage, want)
@@ -164,9 +174,9 @@ func requireAllOnce(t *testing.T, db bun.IDB, rows int) {
 }
 
 // topStep returns the job execution's step execution named step.
-func topStep(t *testing.T, db bun.IDB, jeID int64, step string) *models.StepExecution {
+func topStep(t *testing.T, db bun.IDB, jeID int64, step string) *batch.StepExecution {
 	t.Helper()
-	se := new(models.StepExecution)
+	se := new(batch.StepExecution)
 	if err := db.NewSelect().Model(se).Where("job_execution_id = ? AND step_name = ? AND parent_step_execution_id IS NULL", jeID, step).Scan(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +197,7 @@ func partitionSums(t *testing.T, db bun.IDB, parentID int64) sums {
 	return s
 }
 
-func requireCountsAddUp(t *testing.T, se *models.StepExecution) {
+func requireCountsAddUp(t *testing.T, se *batch.StepExecution) {
 	t.Helper()
 	if se.ReadCount != se.WriteCount+se.FilterCount+se.ReadSkipCount+se.ProcessSkipCount+se.WriteSkipCount {
 		t.Fatalf("step %s: read %d != write %d + filter %d + skips %d/%d/%d", se.StepName, se.ReadCount, se.WriteCount,
@@ -383,7 +393,7 @@ func TestSkip(t *testing.T) {
 		if ones != 994 || others != 6 {
 			t.Fatalf("n=1 on %d, other on %d; want 994 and 6", ones, others)
 		}
-		var skipped []models.SkippedItem
+		var skipped []batch.SkipRecord
 		if err := b.db.NewSelect().Model(&skipped).Order("item_key").Scan(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -611,18 +621,18 @@ func TestListenersOncePerExecution(t *testing.T) {
 		}
 	}
 	step := testjob.IncStep("inc", testjob.Options{Partitions: 4, ChunkSize: 10}).WithListeners(batch.StepListener{
-		BeforeStep: func(ctx context.Context, tx bun.Tx, se *models.StepExecution, p batch.Params) error {
+		BeforeStep: func(ctx context.Context, tx bun.Tx, se *batch.StepExecution, p batch.Params) error {
 			return record("before-step")(ctx, tx)
 		},
-		AfterStep: func(ctx context.Context, tx bun.Tx, se *models.StepExecution, p batch.Params) error {
+		AfterStep: func(ctx context.Context, tx bun.Tx, se *batch.StepExecution, p batch.Params) error {
 			return record("after-step")(ctx, tx)
 		},
 	})
 	job := &batch.Job{Name: "listen", Flow: []batch.Node{step}, Listeners: []batch.JobListener{{
-		BeforeJob: func(ctx context.Context, tx bun.Tx, je *models.JobExecution, p batch.Params) error {
+		BeforeJob: func(ctx context.Context, tx bun.Tx, je *batch.JobExecution, p batch.Params) error {
 			return record("before-job")(ctx, tx)
 		},
-		AfterJob: func(ctx context.Context, tx bun.Tx, je *models.JobExecution, p batch.Params) error {
+		AfterJob: func(ctx context.Context, tx bun.Tx, je *batch.JobExecution, p batch.Params) error {
 			return record("after-job")(ctx, tx)
 		},
 	}}}

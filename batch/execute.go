@@ -11,7 +11,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
 
-	"github.com/passbatch/passbatch/models"
 )
 
 // fence takes ownership of a step execution for one transaction: it bumps
@@ -36,8 +35,8 @@ func fence(ctx context.Context, tx bun.Tx, seID, version int64) (Status, error) 
 
 // finishPartition ends a partition in tx and counts it at its parent's
 // barrier; last reports whether it was the parent's last partition.
-func finishPartition(ctx context.Context, tx bun.Tx, se *models.StepExecution, status Status, msg string, rollbacks int64) (last bool, err error) {
-	if _, err := tx.NewUpdate().Model((*models.StepExecution)(nil)).
+func finishPartition(ctx context.Context, tx bun.Tx, se *StepExecution, status Status, msg string, rollbacks int64) (last bool, err error) {
+	if _, err := tx.NewUpdate().Model((*StepExecution)(nil)).
 		Set("status = ?", status).Set("exit_code = ?", exitCodeFor(status)).Set("exit_message = ?", truncate(msg, 10000)).
 		Set("rollback_count = rollback_count + ?", rollbacks).
 		Set("end_time = clock_timestamp()").Set("last_updated = clock_timestamp()").
@@ -112,9 +111,9 @@ func (e *Engine) handlePartition(ctx context.Context, t *asynq.Task) error {
 				return err
 			}
 			if len(out.skips) > 0 {
-				rows := make([]models.SkippedItem, len(out.skips))
+				rows := make([]SkipRecord, len(out.skips))
 				for i, s := range out.skips {
-					rows[i] = models.SkippedItem{StepExecutionID: se.StepExecutionID, ItemKey: strconv.FormatInt(s.key, 10), Phase: s.phase, Error: truncate(s.err.Error(), 4000)}
+					rows[i] = SkipRecord{StepExecutionID: se.StepExecutionID, ItemKey: strconv.FormatInt(s.key, 10), Phase: s.phase, Error: truncate(s.err.Error(), 4000)}
 				}
 				if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
 					return fmt.Errorf("record skipped items: %w", err)
@@ -129,7 +128,7 @@ func (e *Engine) handlePartition(ctx context.Context, t *asynq.Task) error {
 					}
 				}
 			}
-			if _, err := tx.NewUpdate().Model((*models.StepExecution)(nil)).
+			if _, err := tx.NewUpdate().Model((*StepExecution)(nil)).
 				Set("read_count = read_count + ?", out.read).Set("write_count = write_count + ?", out.written).
 				Set("filter_count = filter_count + ?", out.filtered).
 				Set("process_skip_count = process_skip_count + ?", out.processSkips).
@@ -316,7 +315,7 @@ func (e *Engine) runTasklet(ctx context.Context, env *stepEnv, seID int64) error
 			}
 			if jobStatus == StatusStopping || jobStatus == StatusStopped {
 				done = true
-				_, err := tx.NewUpdate().Model((*models.StepExecution)(nil)).
+				_, err := tx.NewUpdate().Model((*StepExecution)(nil)).
 					Set("status = ?", StatusStopped).Set("exit_code = ?", ExitStopped).Set("end_time = clock_timestamp()").
 					Where("step_execution_id = ?", seID).Exec(ctx)
 				return err

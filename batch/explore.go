@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/passbatch/passbatch/models"
 )
 
 // ExecutionSummary is one job execution as operators list it.
@@ -75,7 +74,7 @@ func (e *Engine) ListExecutions(ctx context.Context, f ExecutionFilter) ([]Execu
 
 // StepDetail is a top-level step execution with its partitions' progress.
 type StepDetail struct {
-	models.StepExecution
+	StepExecution
 	// PartitionsByStatus counts the step's partitions by status.
 	PartitionsByStatus map[string]int `json:"partitions_by_status,omitempty"`
 	// Live counts summed from the partitions while the step runs.
@@ -89,7 +88,7 @@ type ExecutionDetail struct {
 	ExecutionSummary
 	Params  Params               `json:"params"`
 	Steps   []StepDetail         `json:"steps"`
-	Skipped []models.SkippedItem `json:"skipped"`
+	Skipped []SkipRecord `json:"skipped"`
 	// Progress is partitions finished over partitions known, 0..1.
 	Progress float64 `json:"progress"`
 }
@@ -108,7 +107,7 @@ func (e *Engine) Execution(ctx context.Context, id int64) (*ExecutionDetail, err
 	if d.Params, err = loadParams(ctx, e.db, id); err != nil {
 		return nil, err
 	}
-	var steps []models.StepExecution
+	var steps []StepExecution
 	if err := e.db.NewSelect().Model(&steps).Where("job_execution_id = ? AND parent_step_execution_id IS NULL", id).
 		Order("step_execution_id").Scan(ctx); err != nil {
 		return nil, fmt.Errorf("load steps: %w", err)

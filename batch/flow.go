@@ -7,7 +7,6 @@ import (
 
 	"github.com/uptrace/bun"
 
-	"github.com/passbatch/passbatch/models"
 )
 
 // advance moves a running execution along its flow. It is idempotent: it
@@ -111,7 +110,7 @@ func (e *Engine) finishJob(ctx context.Context, jeID int64, status Status, msg s
 	var won bool
 	var name string
 	err := e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		je := new(models.JobExecution)
+		je := new(JobExecution)
 		res, err := tx.NewUpdate().Model(je).
 			Set("status = ?", status).Set("exit_code = ?", exitCodeFor(status)).Set("exit_message = ?", truncate(msg, 10000)).
 			Set("end_time = clock_timestamp()").Set("start_time = coalesce(start_time, clock_timestamp())").Set("version = version + 1").Set("last_updated = clock_timestamp()").

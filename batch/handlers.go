@@ -10,7 +10,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
 
-	"github.com/passbatch/passbatch/models"
 )
 
 // handleJob starts an execution: STARTING → STARTED with the before-job
@@ -21,7 +20,7 @@ func (e *Engine) handleJob(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	err := e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		res, err := tx.NewUpdate().Model((*models.JobExecution)(nil)).
+		res, err := tx.NewUpdate().Model((*JobExecution)(nil)).
 			Set("status = ?", StatusStarted).Set("start_time = clock_timestamp()").Set("exit_code = ?", ExitExecuting).
 			Set("version = version + 1").Set("last_updated = clock_timestamp()").
 			Where("job_execution_id = ? AND status = ?", p.JobExecutionID, StatusStarting).Exec(ctx)
@@ -64,7 +63,7 @@ func (e *Engine) handleJob(ctx context.Context, t *asynq.Task) error {
 
 // stepEnv is what a step's handlers load about their execution.
 type stepEnv struct {
-	je     *models.JobExecution
+	je     *JobExecution
 	job    *Job
 	step   *Step
 	params Params
@@ -90,7 +89,7 @@ func (e *Engine) loadStepEnv(ctx context.Context, db bun.IDB, jeID int64, stepNa
 	return &stepEnv{je: je, job: job, step: step, params: params}, nil
 }
 
-func (env *stepEnv) stepContext(se *models.StepExecution, m map[string]any) *StepContext {
+func (env *stepEnv) stepContext(se *StepExecution, m map[string]any) *StepContext {
 	sc := &StepContext{
 		Params: env.params, JobExecutionID: env.je.JobExecutionID, StepExecutionID: se.StepExecutionID,
 		JobName: env.job.Name, StepName: env.step.name, Range: FullRange, Context: m,
@@ -118,7 +117,7 @@ func (e *Engine) handleStep(ctx context.Context, t *asynq.Task) error {
 	if env.je.Status != StatusStarted {
 		return e.advance(ctx, p.JobExecutionID)
 	}
-	se := &models.StepExecution{StepName: p.Step, JobExecutionID: p.JobExecutionID, Status: StatusStarting, ExitCode: ExitExecuting}
+	se := &StepExecution{StepName: p.Step, JobExecutionID: p.JobExecutionID, Status: StatusStarting, ExitCode: ExitExecuting}
 	if _, err := e.db.NewInsert().Model(se).
 		On("CONFLICT (job_execution_id, step_name) WHERE parent_step_execution_id IS NULL DO NOTHING").Exec(ctx); err != nil {
 		return fmt.Errorf("create step execution %s: %w", p.Step, err)
@@ -143,8 +142,8 @@ func (e *Engine) handleStep(ctx context.Context, t *asynq.Task) error {
 
 // previousStep finds the step's execution in the instance's previous
 // execution, for a restart to resume from.
-func previousStep(ctx context.Context, db bun.IDB, je *models.JobExecution, step string) (*models.StepExecution, error) {
-	prev := new(models.StepExecution)
+func previousStep(ctx context.Context, db bun.IDB, je *JobExecution, step string) (*StepExecution, error) {
+	prev := new(StepExecution)
 	err := db.NewSelect().Model(prev).
 		Join("JOIN batch_job_execution AS j ON j.job_execution_id = step_execution.job_execution_id").
 		Where("j.job_instance_id = ? AND j.job_execution_id < ?", je.JobInstanceID, je.JobExecutionID).
@@ -161,7 +160,7 @@ func previousStep(ctx context.Context, db bun.IDB, je *models.JobExecution, step
 
 // startPartitions creates a chunk step's partitions once (all in one
 // transaction), then enqueues every partition still to run.
-func (e *Engine) startPartitions(ctx context.Context, env *stepEnv, se *models.StepExecution, log interface {
+func (e *Engine) startPartitions(ctx context.Context, env *stepEnv, se *StepExecution, log interface {
 	InfoContext(context.Context, string, ...any)
 }) error {
 	if se.PartitionsTotal == nil {
@@ -187,7 +186,7 @@ func (e *Engine) startPartitions(ctx context.Context, env *stepEnv, se *models.S
 				for i, c := range children {
 					ctxs[i] = c.ctx
 				}
-				rows := make([]*models.StepExecution, len(children))
+				rows := make([]*StepExecution, len(children))
 				for i, c := range children {
 					rows[i] = c.StepExecution
 				}
@@ -229,7 +228,7 @@ func (e *Engine) startPartitions(ctx context.Context, env *stepEnv, se *models.S
 		}
 	}
 	var pending []int64
-	if err := e.db.NewSelect().Model((*models.StepExecution)(nil)).Column("step_execution_id").
+	if err := e.db.NewSelect().Model((*StepExecution)(nil)).Column("step_execution_id").
 		Where("parent_step_execution_id = ? AND status IN (?, ?)", se.StepExecutionID, StatusStarting, StatusStarted).
 		Order("step_execution_id").Scan(ctx, &pending); err != nil {
 		return fmt.Errorf("list partitions of %s: %w", env.step.name, err)
@@ -246,7 +245,7 @@ func (e *Engine) startPartitions(ctx context.Context, env *stepEnv, se *models.S
 }
 
 type plannedPartition struct {
-	*models.StepExecution
+	*StepExecution
 	ctx map[string]any
 }
 
@@ -254,20 +253,20 @@ type plannedPartition struct {
 // step: on a restart the previous execution's ranges, finished ones marked
 // COMPLETED and the rest carrying their checkpoint; otherwise the
 // partitioner's ranges.
-func (e *Engine) planPartitions(ctx context.Context, tx bun.Tx, env *stepEnv, se *models.StepExecution) ([]plannedPartition, error) {
+func (e *Engine) planPartitions(ctx context.Context, tx bun.Tx, env *stepEnv, se *StepExecution) ([]plannedPartition, error) {
 	prev, err := previousStep(ctx, tx, env.je, env.step.name)
 	if err != nil {
 		return nil, err
 	}
 	var out []plannedPartition
 	if prev != nil && prev.PartitionsTotal != nil {
-		var olds []*models.StepExecution
+		var olds []*StepExecution
 		if err := tx.NewSelect().Model(&olds).Where("parent_step_execution_id = ?", prev.StepExecutionID).
 			Order("step_execution_id").Scan(ctx); err != nil {
 			return nil, fmt.Errorf("load previous partitions: %w", err)
 		}
 		for _, o := range olds {
-			c := &models.StepExecution{
+			c := &StepExecution{
 				StepName: o.StepName, JobExecutionID: env.je.JobExecutionID, ParentStepExecutionID: &se.StepExecutionID,
 				PartitionKey: o.PartitionKey, RangeStart: o.RangeStart, RangeEnd: o.RangeEnd,
 				Status: StatusStarting, ExitCode: ExitExecuting,
@@ -293,7 +292,7 @@ func (e *Engine) planPartitions(ctx context.Context, tx bun.Tx, env *stepEnv, se
 	for i, r := range ranges {
 		key := fmt.Sprintf("%s:partition-%04d", env.step.name, i)
 		rs, re := r.Start, r.End
-		out = append(out, plannedPartition{&models.StepExecution{
+		out = append(out, plannedPartition{&StepExecution{
 			StepName: env.step.name, JobExecutionID: env.je.JobExecutionID, ParentStepExecutionID: &se.StepExecutionID,
 			PartitionKey: &key, RangeStart: &rs, RangeEnd: &re, Status: StatusStarting, ExitCode: ExitExecuting,
 		}, nil})
@@ -307,7 +306,7 @@ func (e *Engine) failStep(ctx context.Context, seID int64, cause error) error {
 	if err != nil {
 		return err
 	}
-	if _, err := e.db.NewUpdate().Model((*models.StepExecution)(nil)).
+	if _, err := e.db.NewUpdate().Model((*StepExecution)(nil)).
 		Set("status = ?", StatusFailed).Set("exit_code = ?", ExitFailed).Set("exit_message = ?", truncate(cause.Error(), 10000)).
 		Set("end_time = clock_timestamp()").Set("version = version + 1").Set("last_updated = clock_timestamp()").
 		Where("step_execution_id = ? AND status IN (?, ?)", seID, StatusStarting, StatusStarted).Exec(ctx); err != nil {

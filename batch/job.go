@@ -8,7 +8,6 @@ import (
 
 	"github.com/uptrace/bun"
 
-	"github.com/passbatch/passbatch/models"
 )
 
 // Job declares a batch job: a flow of nodes run in order.
@@ -81,15 +80,15 @@ type Tasklet func(ctx context.Context, tx bun.Tx, sc *StepContext) (RepeatStatus
 // transaction that changes the execution's status, so they run once per
 // execution even when tasks are delivered twice.
 type JobListener struct {
-	BeforeJob func(ctx context.Context, tx bun.Tx, je *models.JobExecution, p Params) error
-	AfterJob  func(ctx context.Context, tx bun.Tx, je *models.JobExecution, p Params) error
+	BeforeJob func(ctx context.Context, tx bun.Tx, je *JobExecution, p Params) error
+	AfterJob  func(ctx context.Context, tx bun.Tx, je *JobExecution, p Params) error
 }
 
 // StepListener hooks a step execution's start and end (the parent's, for a
 // partitioned step), inside the transaction that changes its status.
 type StepListener struct {
-	BeforeStep func(ctx context.Context, tx bun.Tx, se *models.StepExecution, p Params) error
-	AfterStep  func(ctx context.Context, tx bun.Tx, se *models.StepExecution, p Params) error
+	BeforeStep func(ctx context.Context, tx bun.Tx, se *StepExecution, p Params) error
+	AfterStep  func(ctx context.Context, tx bun.Tx, se *StepExecution, p Params) error
 }
 
 // Step is one step of a job. Build it with NewTasklet or NewChunk.

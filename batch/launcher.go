@@ -8,7 +8,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
 
-	"github.com/passbatch/passbatch/models"
 )
 
 // Launch starts job name with params p. Spring Batch's rules hold, enforced
@@ -18,7 +17,7 @@ import (
 // ErrAbandoned; one whose last execution FAILED or STOPPED is restarted (a
 // new execution that resumes it). The execution is created STARTING and its
 // batch:job task enqueued.
-func (e *Engine) Launch(ctx context.Context, name string, p Params) (*models.JobExecution, error) {
+func (e *Engine) Launch(ctx context.Context, name string, p Params) (*JobExecution, error) {
 	job, err := e.reg.Job(name)
 	if err != nil {
 		return nil, err
@@ -34,10 +33,10 @@ func (e *Engine) Launch(ctx context.Context, name string, p Params) (*models.Job
 	return e.launch(ctx, job, p)
 }
 
-func (e *Engine) launch(ctx context.Context, job *Job, p Params) (*models.JobExecution, error) {
-	je := &models.JobExecution{Status: StatusStarting, ExitCode: ExitUnknown}
+func (e *Engine) launch(ctx context.Context, job *Job, p Params) (*JobExecution, error) {
+	je := &JobExecution{Status: StatusStarting, ExitCode: ExitUnknown}
 	err := e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		inst := &models.JobInstance{JobName: job.Name, JobKey: p.JobKey()}
+		inst := &JobInstance{JobName: job.Name, JobKey: p.JobKey()}
 		// DO UPDATE (not NOTHING) so the row is returned and locked: concurrent
 		// launches of one instance queue here and see each other's execution.
 		if err := tx.NewInsert().Model(inst).
@@ -45,12 +44,12 @@ func (e *Engine) launch(ctx context.Context, job *Job, p Params) (*models.JobExe
 			Returning("job_instance_id, create_time").Scan(ctx); err != nil {
 			return fmt.Errorf("create job instance: %w", err)
 		}
-		var last models.JobExecution
+		var last JobExecution
 		err := tx.NewSelect().Model(&last).Where("job_instance_id = ?", inst.JobInstanceID).
 			Order("job_execution_id DESC").Limit(1).Scan(ctx)
 		if err == nil {
 			var completed bool
-			completed, err = tx.NewSelect().Model((*models.JobExecution)(nil)).
+			completed, err = tx.NewSelect().Model((*JobExecution)(nil)).
 				Where("job_instance_id = ? AND status = ?", inst.JobInstanceID, StatusCompleted).Exists(ctx)
 			if err != nil {
 				return err
@@ -72,20 +71,20 @@ func (e *Engine) launch(ctx context.Context, job *Job, p Params) (*models.JobExe
 			}
 			return fmt.Errorf("create job execution: %w", err)
 		}
-		rows := make([]models.JobExecutionParam, 0, len(p))
+		rows := make([]JobExecutionParam, 0, len(p))
 		for k, v := range p {
 			id := "N"
 			if v.Identifying {
 				id = "Y"
 			}
-			rows = append(rows, models.JobExecutionParam{JobExecutionID: je.JobExecutionID, ParameterName: k, ParameterType: "STRING", ParameterValue: v.Value, Identifying: id})
+			rows = append(rows, JobExecutionParam{JobExecutionID: je.JobExecutionID, ParameterName: k, ParameterType: "STRING", ParameterValue: v.Value, Identifying: id})
 		}
 		if len(rows) > 0 {
 			if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
 				return fmt.Errorf("save job parameters: %w", err)
 			}
 		}
-		if _, err := tx.NewInsert().Model(&models.JobExecutionContext{JobExecutionID: je.JobExecutionID, ShortContext: "{}"}).Exec(ctx); err != nil {
+		if _, err := tx.NewInsert().Model(&JobExecutionContext{JobExecutionID: je.JobExecutionID, ShortContext: "{}"}).Exec(ctx); err != nil {
 			return fmt.Errorf("save job context: %w", err)
 		}
 		je.Instance = inst
@@ -104,7 +103,7 @@ func (e *Engine) launch(ctx context.Context, job *Job, p Params) (*models.JobExe
 
 // Restart creates a new execution of a FAILED or STOPPED execution's
 // instance, with the same parameters; it resumes from the checkpoints.
-func (e *Engine) Restart(ctx context.Context, jeID int64) (*models.JobExecution, error) {
+func (e *Engine) Restart(ctx context.Context, jeID int64) (*JobExecution, error) {
 	je, err := loadJobExecution(ctx, e.db, jeID)
 	if err != nil {
 		return nil, err
@@ -123,7 +122,7 @@ func (e *Engine) Restart(ctx context.Context, jeID int64) (*models.JobExecution,
 	if err != nil {
 		return nil, err
 	}
-	newer, err := e.db.NewSelect().Model((*models.JobExecution)(nil)).
+	newer, err := e.db.NewSelect().Model((*JobExecution)(nil)).
 		Where("job_instance_id = ? AND job_execution_id > ?", je.JobInstanceID, jeID).Exists(ctx)
 	if err != nil {
 		return nil, err
@@ -137,7 +136,7 @@ func (e *Engine) Restart(ctx context.Context, jeID int64) (*models.JobExecution,
 // Stop asks a running execution to stop: it becomes STOPPING, and its
 // partitions and tasklets end STOPPED between chunks, checkpoints kept.
 func (e *Engine) Stop(ctx context.Context, jeID int64) error {
-	res, err := e.db.NewUpdate().Model((*models.JobExecution)(nil)).
+	res, err := e.db.NewUpdate().Model((*JobExecution)(nil)).
 		Set("status = ?", StatusStopping).Set("version = version + 1").Set("last_updated = clock_timestamp()").
 		Where("job_execution_id = ? AND status IN (?, ?)", jeID, StatusStarting, StatusStarted).Exec(ctx)
 	if err != nil {
@@ -159,7 +158,7 @@ func (e *Engine) Stop(ctx context.Context, jeID int64) error {
 // ABANDONED; its instance can never run again.
 func (e *Engine) Abandon(ctx context.Context, jeID int64) error {
 	return e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		res, err := tx.NewUpdate().Model((*models.JobExecution)(nil)).
+		res, err := tx.NewUpdate().Model((*JobExecution)(nil)).
 			Set("status = ?", StatusAbandoned).Set("exit_code = ?", ExitFailed).
 			Set("end_time = coalesce(end_time, clock_timestamp())").Set("version = version + 1").Set("last_updated = clock_timestamp()").
 			Where("job_execution_id = ? AND status IN (?, ?, ?)", jeID, StatusStopped, StatusFailed, StatusStopping).Exec(ctx)
@@ -173,7 +172,7 @@ func (e *Engine) Abandon(ctx context.Context, jeID int64) error {
 			}
 			return fmt.Errorf("execution %d is %s; only STOPPED, FAILED or STOPPING executions can be abandoned: %w", jeID, je.Status, ErrInvalidTransition)
 		}
-		_, err = tx.NewUpdate().Model((*models.StepExecution)(nil)).
+		_, err = tx.NewUpdate().Model((*StepExecution)(nil)).
 			Set("status = ?", StatusAbandoned).Set("end_time = coalesce(end_time, clock_timestamp())").Set("version = version + 1").Set("last_updated = clock_timestamp()").
 			Where("job_execution_id = ? AND status IN (?, ?, ?)", jeID, StatusStarting, StatusStarted, StatusStopping).Exec(ctx)
 		return err

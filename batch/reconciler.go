@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/passbatch/passbatch/models"
 )
 
 // Reconcile re-drives running executions that have made no progress for
@@ -44,7 +43,7 @@ func (e *Engine) redrive(ctx context.Context, jeID int64) error {
 	}
 	e.log.InfoContext(ctx, "reconcile: re-driving stale execution", "job", je.Instance.JobName, "job_execution_id", jeID, "status", je.Status)
 	// Mark it touched so the next pass waits another staleAfter.
-	if _, err := e.db.NewUpdate().Model((*models.JobExecution)(nil)).Set("last_updated = now()").
+	if _, err := e.db.NewUpdate().Model((*JobExecution)(nil)).Set("last_updated = now()").
 		Where("job_execution_id = ?", jeID).Exec(ctx); err != nil {
 		return err
 	}
@@ -71,7 +70,7 @@ func (e *Engine) redrive(ctx context.Context, jeID int64) error {
 			}
 		default:
 			var pending []int64
-			if err := e.db.NewSelect().Model((*models.StepExecution)(nil)).Column("step_execution_id").
+			if err := e.db.NewSelect().Model((*StepExecution)(nil)).Column("step_execution_id").
 				Where("parent_step_execution_id = ? AND status IN (?, ?)", se.StepExecutionID, StatusStarting, StatusStarted).
 				Scan(ctx, &pending); err != nil {
 				return err

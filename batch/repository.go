@@ -10,7 +10,6 @@ import (
 
 	"github.com/uptrace/bun"
 
-	"github.com/passbatch/passbatch/models"
 )
 
 // This file holds the job repository's reads and writes that are shared by
@@ -18,8 +17,8 @@ import (
 
 const shortContextMax = 2500
 
-func loadJobExecution(ctx context.Context, db bun.IDB, id int64) (*models.JobExecution, error) {
-	je := new(models.JobExecution)
+func loadJobExecution(ctx context.Context, db bun.IDB, id int64) (*JobExecution, error) {
+	je := new(JobExecution)
 	err := db.NewSelect().Model(je).Relation("Instance").Where("job_execution.job_execution_id = ?", id).Scan(ctx)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("job execution %d: %w", id, ErrNotFound)
@@ -30,8 +29,8 @@ func loadJobExecution(ctx context.Context, db bun.IDB, id int64) (*models.JobExe
 	return je, nil
 }
 
-func loadStepExecution(ctx context.Context, db bun.IDB, id int64) (*models.StepExecution, error) {
-	se := new(models.StepExecution)
+func loadStepExecution(ctx context.Context, db bun.IDB, id int64) (*StepExecution, error) {
+	se := new(StepExecution)
 	err := db.NewSelect().Model(se).Where("step_execution_id = ?", id).Scan(ctx)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("step execution %d: %w", id, ErrNotFound)
@@ -43,7 +42,7 @@ func loadStepExecution(ctx context.Context, db bun.IDB, id int64) (*models.StepE
 }
 
 func loadParams(ctx context.Context, db bun.IDB, jeID int64) (Params, error) {
-	var rows []models.JobExecutionParam
+	var rows []JobExecutionParam
 	if err := db.NewSelect().Model(&rows).Where("job_execution_id = ?", jeID).Scan(ctx); err != nil {
 		return nil, fmt.Errorf("load params of execution %d: %w", jeID, err)
 	}
@@ -84,7 +83,7 @@ func decodeContext(short string, serialized *string) (map[string]any, error) {
 }
 
 func loadStepContext(ctx context.Context, db bun.IDB, seID int64) (map[string]any, error) {
-	var c models.StepExecutionContext
+	var c StepExecutionContext
 	err := db.NewSelect().Model(&c).Where("step_execution_id = ?", seID).Scan(ctx)
 	if errors.Is(err, sql.ErrNoRows) {
 		return map[string]any{}, nil
@@ -100,7 +99,7 @@ func saveStepContext(ctx context.Context, db bun.IDB, seID int64, m map[string]a
 	if err != nil {
 		return err
 	}
-	_, err = db.NewInsert().Model(&models.StepExecutionContext{StepExecutionID: seID, ShortContext: short, SerializedContext: ser}).
+	_, err = db.NewInsert().Model(&StepExecutionContext{StepExecutionID: seID, ShortContext: short, SerializedContext: ser}).
 		On("CONFLICT (step_execution_id) DO UPDATE").
 		Set("short_context = EXCLUDED.short_context, serialized_context = EXCLUDED.serialized_context").
 		Exec(ctx)
@@ -128,14 +127,14 @@ func lastKey(m map[string]any) (int64, bool) {
 const checkpointKey = "batch.last_key"
 
 // topSteps returns the top-level step executions of a job execution by name.
-func topSteps(ctx context.Context, db bun.IDB, jeID int64) (map[string]*models.StepExecution, error) {
-	var rows []*models.StepExecution
+func topSteps(ctx context.Context, db bun.IDB, jeID int64) (map[string]*StepExecution, error) {
+	var rows []*StepExecution
 	err := db.NewSelect().Model(&rows).
 		Where("job_execution_id = ? AND parent_step_execution_id IS NULL", jeID).Scan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load steps of execution %d: %w", jeID, err)
 	}
-	out := make(map[string]*models.StepExecution, len(rows))
+	out := make(map[string]*StepExecution, len(rows))
 	for _, r := range rows {
 		out[r.StepName] = r
 	}

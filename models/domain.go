@@ -1,6 +1,7 @@
-// Package models holds the bun models of the PT domain (DESIGN §5) and of the
-// Spring-Batch-style job repository (DESIGN §3). The SQL in migrations/ is the
-// source of truth; these structs mirror it column for column.
+// Package models holds the bun models of the PT domain (DESIGN §5); the job
+// repository's models live with the engine, in package batch. The SQL in
+// migrations/ is the source of truth; these structs mirror it column for
+// column.
 package models
 
 import (

@@ -287,7 +287,7 @@ func ExportJob(d Deps) *batch.Job {
 			}
 			return p, nil
 		},
-		Listeners: []batch.JobListener{{BeforeJob: func(ctx context.Context, tx bun.Tx, je *models.JobExecution, p batch.Params) error {
+		Listeners: []batch.JobListener{{BeforeJob: func(ctx context.Context, tx bun.Tx, je *batch.JobExecution, p batch.Params) error {
 			// A restarted export is running again (unless an identical
 			// request has started another export meanwhile).
 			id, _ := p.Int(ParamExportID, 0)
@@ -295,7 +295,7 @@ func ExportJob(d Deps) *batch.Job {
 				WHERE id = ? AND status = 'FAILED' AND NOT EXISTS (SELECT 1 FROM export o WHERE o.filter_hash = export.filter_hash
 				AND o.status IN ('PENDING', 'RUNNING') AND o.id <> export.id)`, je.JobExecutionID, id)
 			return err
-		}, AfterJob: func(ctx context.Context, tx bun.Tx, je *models.JobExecution, p batch.Params) error {
+		}, AfterJob: func(ctx context.Context, tx bun.Tx, je *batch.JobExecution, p batch.Params) error {
 			id, _ := p.Int(ParamExportID, 0)
 			var err error
 			if je.Status == batch.StatusCompleted {

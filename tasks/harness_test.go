@@ -12,7 +12,6 @@ import (
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/internal/testenv"
-	"github.com/passbatch/passbatch/models"
 	"github.com/passbatch/passbatch/notify"
 	"github.com/passbatch/passbatch/storage"
 	"github.com/passbatch/passbatch/tasks"
@@ -82,7 +81,7 @@ func (b *bundle) exec(t *testing.T, q string, args ...any) {
 
 // run launches job at the given run.at with extra key=value params and
 // waits for it to end.
-func (b *bundle) run(t *testing.T, job string, at time.Time, kv ...string) *models.JobExecution {
+func (b *bundle) run(t *testing.T, job string, at time.Time, kv ...string) *batch.JobExecution {
 	t.Helper()
 	p, err := batch.ParseParams(append([]string{"run.at=" + at.Format(time.RFC3339)}, kv...))
 	if err != nil {
@@ -95,11 +94,11 @@ func (b *bundle) run(t *testing.T, job string, at time.Time, kv ...string) *mode
 	return b.wait(t, je.JobExecutionID)
 }
 
-func (b *bundle) wait(t *testing.T, id int64) *models.JobExecution {
+func (b *bundle) wait(t *testing.T, id int64) *batch.JobExecution {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		je := new(models.JobExecution)
+		je := new(batch.JobExecution)
 		if err := b.db.NewSelect().Model(je).Where("job_execution_id = ?", id).Scan(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +112,7 @@ func (b *bundle) wait(t *testing.T, id int64) *models.JobExecution {
 	}
 }
 
-func requireCompleted(t *testing.T, je *models.JobExecution) {
+func requireCompleted(t *testing.T, je *batch.JobExecution) {
 	t.Helper()
 	if je.Status != batch.StatusCompleted {
 		t.Fatalf("execution %d: %s %s", je.JobExecutionID, je.Status, je.ExitMessage)

@@ -374,7 +374,7 @@ func (s *server) pageControl(c *fiber.Ctx) error {
 	case "abandon":
 		err = s.o.Engine.Abandon(ctx, id)
 	case "restart":
-		var je *models.JobExecution
+		var je *batch.JobExecution
 		je, err = s.o.Engine.Restart(ctx, id)
 		if err == nil {
 			id = je.JobExecutionID

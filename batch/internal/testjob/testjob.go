@@ -24,10 +24,13 @@ type Item struct {
 	Bad string `bun:"bad"`
 }
 
-// CreateTable creates t with rows good rows.
+// CreateTable creates t with rows good rows, and hot: one row every chunk
+// of a Hot job adds its item count to, so all partitions contend for it.
 func CreateTable(ctx context.Context, db bun.IDB, rows int) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE t (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0 CHECK (n <= 1),
-		bad text NOT NULL DEFAULT '', flag bool NOT NULL DEFAULT false)`); err != nil {
+		bad text NOT NULL DEFAULT '', flag bool NOT NULL DEFAULT false);
+		CREATE TABLE hot (id int PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
+		INSERT INTO hot (id) VALUES (1)`); err != nil {
 		return fmt.Errorf("create t: %w", err)
 	}
 	if rows > 0 {
@@ -48,6 +51,10 @@ type Options struct {
 	// SetFlag makes the writer also set flag = true: a writer that changes
 	// the reader's filter column.
 	SetFlag bool
+	// Hot makes the writer also add the chunk's size to the one row of hot,
+	// then wait the param hold_ms with that row locked: every partition
+	// contends for one lock, as passes shared by many bookings do.
+	Hot bool
 	// Processor replaces the default processor (which fails items whose bad
 	// is "process", and sleeps the param sleep_ms per item).
 	Processor batch.Processor[Item, Item]
@@ -109,8 +116,19 @@ func IncStep(step string, o Options) *batch.Step {
 			if o.SetFlag {
 				set += ", flag = true"
 			}
-			_, err := tx.NewRaw("UPDATE t SET "+set+" WHERE id = ANY(?)", pgdialect.Array(ids)).Exec(ctx)
-			return err
+			if _, err := tx.NewRaw("UPDATE t SET "+set+" WHERE id = ANY(?)", pgdialect.Array(ids)).Exec(ctx); err != nil {
+				return err
+			}
+			if !o.Hot {
+				return nil
+			}
+			if _, err := tx.NewRaw("UPDATE hot SET n = n + ? WHERE id = 1", len(ids)).Exec(ctx); err != nil {
+				return err
+			}
+			if ms, _ := sc.Params.Int("hold_ms", 0); ms > 0 {
+				time.Sleep(time.Duration(ms) * time.Millisecond) // a slow write, the lock held
+			}
+			return nil
 		},
 		ChunkSize:   o.ChunkSize,
 		Concurrency: o.Concurrency,
@@ -121,14 +139,19 @@ func IncStep(step string, o Options) *batch.Step {
 }
 
 // Registry holds the jobs the test worker binary serves: "inc" (8
-// partitions, chunk 100), "inc-wide" (16 partitions, chunk 50) and
-// "inc-bench" (32 partitions, chunk 1000).
-func Registry() *batch.Registry {
-	return batch.NewRegistry(
+// partitions, chunk 100), "inc-wide" (16 partitions, chunk 50),
+// "inc-hot" (8 partitions, chunk 50, every chunk updating the hot row) and
+// "inc-bench" (32 partitions, chunk 5000).
+func Registry() *batch.Registry { return batch.NewRegistry(Jobs()...) }
+
+// Jobs are the jobs of Registry.
+func Jobs() []*batch.Job {
+	return []*batch.Job{
 		IncJob("inc", Options{Partitions: 8, ChunkSize: 100}),
 		IncJob("inc-wide", Options{Partitions: 16, ChunkSize: 50}),
+		IncJob("inc-hot", Options{Partitions: 8, ChunkSize: 50, Hot: true}),
 		IncJob("inc-bench", Options{Partitions: 32, ChunkSize: 5000}),
-	)
+	}
 }
 
 // IDs formats ids for messages.

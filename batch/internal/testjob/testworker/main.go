@@ -1,6 +1,6 @@
 // Command testworker is a worker process serving the engine's test jobs, so
-// tests can run several and SIGKILL one mid-job. It reads DATABASE_URL and
-// REDIS_URL and stops on SIGTERM/SIGINT.
+// tests can run several and SIGKILL one mid-job. It reads DATABASE_URL,
+// REDIS_URL and WORKER_CONCURRENCY (default 4) and stops on SIGTERM/SIGINT.
 package main
 
 import (
@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -42,8 +43,12 @@ func run(ctx context.Context) error {
 	defer client.Close()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	eng := batch.New(db, client, testjob.Registry(), batch.Options{Logger: log})
+	concurrency := 4
+	if n, err := strconv.Atoi(os.Getenv("WORKER_CONCURRENCY")); err == nil && n > 0 {
+		concurrency = n
+	}
 	srv := asynq.NewServer(opt, asynq.Config{
-		Concurrency: 4, Queues: batch.Queues(nil), LogLevel: asynq.WarnLevel,
+		Concurrency: concurrency, Queues: batch.Queues(nil), LogLevel: asynq.WarnLevel,
 		RetryDelayFunc:    func(int, error, *asynq.Task) time.Duration { return 100 * time.Millisecond },
 		ShutdownTimeout:   5 * time.Second,
 		TaskCheckInterval: 100 * time.Millisecond,

@@ -1,4 +1,4 @@
-package models
+package batch
 
 import (
 	"time"
@@ -96,8 +96,9 @@ type StepExecutionContext struct {
 	SerializedContext *string `bun:"serialized_context"`
 }
 
-// SkippedItem records an item a step skipped, with the phase and the reason.
-type SkippedItem struct {
+// SkipRecord is a row of batch_skipped_item: an item a step skipped, with
+// the phase and the reason.
+type SkipRecord struct {
 	bun.BaseModel `bun:"table:batch_skipped_item"`
 
 	ID              int64     `bun:"id,pk,autoincrement" json:"id"`
