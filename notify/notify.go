@@ -32,8 +32,9 @@ type Message struct {
 }
 
 // Notifier delivers messages. Send returns nil when the message was
-// accepted, a *PermanentError when retrying cannot help, any other error
-// when a retry may.
+// accepted, a *PermanentError when retrying cannot help and a
+// *TransientError when a retry may. Both have Retryable() bool, which the
+// batch engine's RetryPolicy reads.
 type Notifier interface {
 	Send(ctx context.Context, m Message) error
 }
@@ -47,6 +48,29 @@ type PermanentError struct {
 func (e *PermanentError) Error() string {
 	return fmt.Sprintf("notification refused with HTTP %d: %s", e.Status, e.Body)
 }
+
+// Retryable reports false: the receiver refused the message for good.
+func (e *PermanentError) Retryable() bool { return false }
+
+// TransientError is a delivery that may succeed if tried again: a 5xx, a
+// 408 or 429, a timeout or a dropped connection.
+type TransientError struct {
+	Status int // 0 when no answer came
+	Err    error
+}
+
+func (e *TransientError) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("notification not delivered (HTTP %d): %v", e.Status, e.Err)
+	}
+	return fmt.Sprintf("notification not delivered: %v", e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *TransientError) Unwrap() error { return e.Err }
+
+// Retryable reports true: a retry may help.
+func (e *TransientError) Retryable() bool { return true }
 
 // IsPermanent reports whether err is a *PermanentError.
 func IsPermanent(err error) bool {
@@ -92,7 +116,7 @@ func (w *Webhook) Send(ctx context.Context, m Message) error {
 	req.Header.Set("Idempotency-Key", m.UUID.String())
 	resp, err := w.Client.Do(req)
 	if err != nil {
-		return fmt.Errorf("webhook: %w", err)
+		return &TransientError{Err: err}
 	}
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -102,7 +126,7 @@ func (w *Webhook) Send(ctx context.Context, m Message) error {
 	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusRequestTimeout:
 		return &PermanentError{Status: resp.StatusCode, Body: string(snippet)}
 	}
-	return fmt.Errorf("webhook: HTTP %d: %s", resp.StatusCode, snippet)
+	return &TransientError{Status: resp.StatusCode, Err: errors.New(string(snippet))}
 }
 
 // FromConfig returns the webhook notifier for url, or the log notifier when

@@ -2,6 +2,7 @@ package notify_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -48,13 +49,17 @@ func TestWebhook(t *testing.T) {
 	if err := w.Send(context.Background(), m); !notify.IsPermanent(err) {
 		t.Fatalf("4xx: %v, want permanent", err)
 	}
+	transient := func(err error) bool {
+		var te *notify.TransientError
+		return errors.As(err, &te) && te.Retryable()
+	}
 	set(http.StatusServiceUnavailable)
-	if err := w.Send(context.Background(), m); err == nil || notify.IsPermanent(err) {
-		t.Fatalf("5xx: %v, want retryable", err)
+	if err := w.Send(context.Background(), m); !transient(err) {
+		t.Fatalf("5xx: %v, want a retryable *TransientError", err)
 	}
 	set(0) // no answer within the timeout
-	if err := w.Send(context.Background(), m); err == nil || notify.IsPermanent(err) {
-		t.Fatalf("timeout: %v, want retryable", err)
+	if err := w.Send(context.Background(), m); !transient(err) {
+		t.Fatalf("timeout: %v, want a retryable *TransientError", err)
 	}
 	mu.Lock()
 	defer mu.Unlock()

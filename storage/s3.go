@@ -84,29 +84,28 @@ func notFound(err error, key string) error {
 	return err
 }
 
-// Put implements Store: a streamed (multipart when large) upload; S3 makes
+// put is a streamed (multipart when large) upload; S3 makes
 // an object visible only once complete. The payload is sent unsigned
 // (UNSIGNED-PAYLOAD, as over HTTPS) so that S3-compatible servers that do not
 // decode aws-chunked streaming signatures accept it.
-func (s *S3) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+func (s *S3) put(ctx context.Context, key string, r io.Reader) (int64, error) {
 	obj, err := s.object(key)
 	if err != nil {
 		return 0, err
 	}
 	info, err := s.client.PutObject(ctx, s.bucket, obj, r, -1, minio.PutObjectOptions{PartSize: 16 << 20, DisableContentSha256: true})
 	if err != nil {
-		return 0, fmt.Errorf("put %s: %w", key, err)
+		return 0, err
 	}
 	return info.Size, nil
 }
 
-// Open implements Store.
-func (s *S3) Open(ctx context.Context, key string) (ReadSeekCloser, error) {
+func (s *S3) open(ctx context.Context, key string) (ReadSeekCloser, error) {
 	obj, err := s.object(key)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.Stat(ctx, key); err != nil {
+	if _, err := s.stat(ctx, key); err != nil {
 		return nil, err
 	}
 	o, err := s.client.GetObject(ctx, s.bucket, obj, minio.GetObjectOptions{})
@@ -116,8 +115,7 @@ func (s *S3) Open(ctx context.Context, key string) (ReadSeekCloser, error) {
 	return o, nil
 }
 
-// Stat implements Store.
-func (s *S3) Stat(ctx context.Context, key string) (Info, error) {
+func (s *S3) stat(ctx context.Context, key string) (Info, error) {
 	obj, err := s.object(key)
 	if err != nil {
 		return Info{}, err
@@ -129,20 +127,18 @@ func (s *S3) Stat(ctx context.Context, key string) (Info, error) {
 	return Info{Key: key, Size: st.Size, ModTime: st.LastModified}, nil
 }
 
-// Delete implements Store.
-func (s *S3) Delete(ctx context.Context, key string) error {
+func (s *S3) delete(ctx context.Context, key string) error {
 	obj, err := s.object(key)
 	if err != nil {
 		return err
 	}
 	if err := s.client.RemoveObject(ctx, s.bucket, obj, minio.RemoveObjectOptions{}); err != nil && !errors.Is(notFound(err, key), ErrNotFound) {
-		return fmt.Errorf("delete %s: %w", key, err)
+		return err
 	}
 	return nil
 }
 
-// List implements Store.
-func (s *S3) List(ctx context.Context, prefix string) ([]Info, error) {
+func (s *S3) list(ctx context.Context, prefix string) ([]Info, error) {
 	var out []Info
 	base := s.prefix
 	if base != "" {
@@ -150,12 +146,41 @@ func (s *S3) List(ctx context.Context, prefix string) ([]Info, error) {
 	}
 	for o := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: base + prefix, Recursive: true}) {
 		if o.Err != nil {
-			return nil, fmt.Errorf("list %s: %w", prefix, o.Err)
+			return nil, o.Err
 		}
 		out = append(out, Info{Key: strings.TrimPrefix(o.Key, base), Size: o.Size, ModTime: o.LastModified})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil
+}
+
+// Put implements Store.
+func (s *S3) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	n, err := s.put(ctx, key, r)
+	return n, fail("put", key, err)
+}
+
+// Open implements Store.
+func (s *S3) Open(ctx context.Context, key string) (ReadSeekCloser, error) {
+	f, err := s.open(ctx, key)
+	return f, fail("open", key, err)
+}
+
+// Stat implements Store.
+func (s *S3) Stat(ctx context.Context, key string) (Info, error) {
+	i, err := s.stat(ctx, key)
+	return i, fail("stat", key, err)
+}
+
+// Delete implements Store; deleting a missing key is not an error.
+func (s *S3) Delete(ctx context.Context, key string) error {
+	return fail("delete", key, s.delete(ctx, key))
+}
+
+// List implements Store.
+func (s *S3) List(ctx context.Context, prefix string) ([]Info, error) {
+	infos, err := s.list(ctx, prefix)
+	return infos, fail("list", prefix, err)
 }
 
 // Open returns the store a STORAGE_URL names (s3://bucket/prefix), or the

@@ -30,7 +30,8 @@ type Info struct {
 	ModTime time.Time `json:"mod_time"`
 }
 
-// Store keeps files by key ("reports/daily/2026-11-24.csv").
+// Store keeps files by key ("reports/daily/2026-11-24.csv"). Its methods
+// return *Error, which says whether a retry may help.
 type Store interface {
 	// Put stores r under key atomically (readers never see a partial file).
 	Put(ctx context.Context, key string, r io.Reader) (int64, error)
@@ -69,18 +70,17 @@ func (l *Local) path(key string) (string, error) {
 	return filepath.Join(l.dir, filepath.FromSlash(clean[1:])), nil
 }
 
-// Put implements Store.
-func (l *Local) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+func (l *Local) put(ctx context.Context, key string, r io.Reader) (int64, error) {
 	p, err := l.path(key)
 	if err != nil {
 		return 0, err
 	}
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return 0, fmt.Errorf("put %s: %w", key, err)
+		return 0, err
 	}
 	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
 	if err != nil {
-		return 0, fmt.Errorf("put %s: %w", key, err)
+		return 0, err
 	}
 	defer os.Remove(f.Name())
 	n, err := io.Copy(f, r)
@@ -94,13 +94,12 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 		err = os.Rename(f.Name(), p)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("put %s: %w", key, err)
+		return 0, err
 	}
 	return n, nil
 }
 
-// Open implements Store.
-func (l *Local) Open(ctx context.Context, key string) (ReadSeekCloser, error) {
+func (l *Local) open(ctx context.Context, key string) (ReadSeekCloser, error) {
 	p, err := l.path(key)
 	if err != nil {
 		return nil, err
@@ -112,8 +111,7 @@ func (l *Local) Open(ctx context.Context, key string) (ReadSeekCloser, error) {
 	return f, err
 }
 
-// Stat implements Store.
-func (l *Local) Stat(ctx context.Context, key string) (Info, error) {
+func (l *Local) stat(ctx context.Context, key string) (Info, error) {
 	p, err := l.path(key)
 	if err != nil {
 		return Info{}, err
@@ -128,20 +126,18 @@ func (l *Local) Stat(ctx context.Context, key string) (Info, error) {
 	return Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}, nil
 }
 
-// Delete implements Store.
-func (l *Local) Delete(ctx context.Context, key string) error {
+func (l *Local) delete(ctx context.Context, key string) error {
 	p, err := l.path(key)
 	if err != nil {
 		return err
 	}
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("delete %s: %w", key, err)
+		return err
 	}
 	return nil
 }
 
-// List implements Store.
-func (l *Local) List(ctx context.Context, prefix string) ([]Info, error) {
+func (l *Local) list(ctx context.Context, prefix string) ([]Info, error) {
 	var out []Info
 	// Walk only the directory the prefix lies in.
 	root := filepath.Join(l.dir, filepath.FromSlash(path.Dir(prefix+"x")))
@@ -168,8 +164,37 @@ func (l *Local) List(ctx context.Context, prefix string) ([]Info, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", prefix, err)
+		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil
+}
+
+// Put implements Store.
+func (l *Local) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	n, err := l.put(ctx, key, r)
+	return n, fail("put", key, err)
+}
+
+// Open implements Store.
+func (l *Local) Open(ctx context.Context, key string) (ReadSeekCloser, error) {
+	f, err := l.open(ctx, key)
+	return f, fail("open", key, err)
+}
+
+// Stat implements Store.
+func (l *Local) Stat(ctx context.Context, key string) (Info, error) {
+	i, err := l.stat(ctx, key)
+	return i, fail("stat", key, err)
+}
+
+// Delete implements Store; deleting a missing key is not an error.
+func (l *Local) Delete(ctx context.Context, key string) error {
+	return fail("delete", key, l.delete(ctx, key))
+}
+
+// List implements Store.
+func (l *Local) List(ctx context.Context, prefix string) ([]Info, error) {
+	infos, err := l.list(ctx, prefix)
+	return infos, fail("list", prefix, err)
 }

@@ -108,3 +108,55 @@ func conformance(t *testing.T, s storage.Store) {
 		t.Fatalf("open after delete: %v", err)
 	}
 }
+
+// TestErrorsSayWhetherToRetry: what a retry cannot cure (a missing file, a
+// bad key, a refused permission) is permanent; an S3 server that went away
+// is temporary.
+func TestErrorsSayWhetherToRetry(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	retryable := func(err error) (bool, bool) {
+		var se *storage.Error
+		if !errors.As(err, &se) {
+			return false, false
+		}
+		return se.Retryable(), true
+	}
+	dir := t.TempDir()
+	local, err := storage.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := s3mem.New()
+	srv := httptest.NewServer(gofakes3.New(backend).Server())
+	if err := backend.CreateBucket("bucket"); err != nil {
+		t.Fatal(err)
+	}
+	s3, err := storage.NewS3(ctx, "s3://bucket/p", storage.S3Options{
+		Endpoint: strings.TrimPrefix(srv.URL, "http://"), Insecure: true, AccessKey: "k", Secret: "s", Region: "us-east-1",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Close() // the server goes away
+	_, missing := local.Open(ctx, "nope.csv")
+	_, badKey := local.Put(ctx, "../x", strings.NewReader("x"))
+	_, down := s3.Put(ctx, "x.csv", strings.NewReader("x"))
+	for _, tt := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"missing file", missing, false},
+		{"bad key", badKey, false},
+		{"S3 server down", down, true},
+	} {
+		got, typed := retryable(tt.err)
+		if !typed || got != tt.want {
+			t.Errorf("%s: %v: typed %v, retryable %v, want typed and %v", tt.name, tt.err, typed, got, tt.want)
+		}
+	}
+	if !errors.Is(missing, storage.ErrNotFound) || !errors.Is(badKey, storage.ErrBadKey) {
+		t.Errorf("the sentinels are lost under *storage.Error: %v, %v", missing, badKey)
+	}
+}
