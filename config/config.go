@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is the whole configuration of a passbatch process.
@@ -43,6 +44,42 @@ type Config struct {
 	LogLevel slog.Level
 	// LogFormat is json or text; default text in a terminal, json otherwise.
 	LogFormat string
+
+	// Fleet holds how processes hand work over, fail over and drain.
+	Fleet Fleet
+}
+
+// Fleet is how a fleet of processes keeps its work moving (DESIGN §9).
+type Fleet struct {
+	// ShutdownTimeout bounds a process's drain after SIGTERM. Default 25s
+	// (SHUTDOWN_TIMEOUT), under Kubernetes' default 30s grace period.
+	ShutdownTimeout time.Duration
+	// HeartbeatEvery is how often a worker records that it lives. Default
+	// 1s (HEARTBEAT_EVERY).
+	HeartbeatEvery time.Duration
+	// FailoverAfter is how old a worker's heartbeat may be before the
+	// reconciler re-drives what it holds. Default 5s (FAILOVER_AFTER); at
+	// least three heartbeats.
+	FailoverAfter time.Duration
+	// ReconcileEvery is how often the scheduler's reconciler runs. Default
+	// 2s (RECONCILE_EVERY).
+	ReconcileEvery time.Duration
+	// ReconcileStaleAfter is how long an execution may make no progress
+	// before it is re-driven. Default 2m (RECONCILE_STALE_AFTER).
+	ReconcileStaleAfter time.Duration
+	// IdleInTransactionTimeout ends a worker's transaction left idle this
+	// long (a frozen process), releasing its locks. Default 5s
+	// (DB_IDLE_IN_TRANSACTION_TIMEOUT; 0 turns it off).
+	IdleInTransactionTimeout time.Duration
+	// LockTimeout bounds a wait for a row lock. Default 15s (DB_LOCK_TIMEOUT).
+	LockTimeout time.Duration
+	// StatementTimeout bounds one statement. Default 5m (DB_STATEMENT_TIMEOUT).
+	StatementTimeout time.Duration
+	// TaskMaxRetry is how often asynq retries a task that failed on an
+	// infrastructure fault before archiving it (the reconciler re-drives
+	// its work after). Default 25 (TASK_MAX_RETRY), about 20 minutes of
+	// retries; every process that enqueues must use the same.
+	TaskMaxRetry int
 }
 
 // Need says which optional groups of settings a process requires.
@@ -166,7 +203,56 @@ func Load(lookup func(string) (string, bool), need Need) (Config, error) {
 	default:
 		return c, &Error{"LOG_FORMAT", "want json or text"}
 	}
-	return c, nil
+	var err error
+	c.Fleet, err = loadFleet(get)
+	return c, err
+}
+
+// loadFleet reads the fleet's durations.
+func loadFleet(get func(string) string) (Fleet, error) {
+	f := Fleet{}
+	for _, d := range []struct {
+		name   string
+		into   *time.Duration
+		def    time.Duration
+		zeroOK bool
+	}{
+		{"SHUTDOWN_TIMEOUT", &f.ShutdownTimeout, 25 * time.Second, false},
+		{"HEARTBEAT_EVERY", &f.HeartbeatEvery, time.Second, false},
+		{"FAILOVER_AFTER", &f.FailoverAfter, 5 * time.Second, false},
+		{"RECONCILE_EVERY", &f.ReconcileEvery, 2 * time.Second, false},
+		{"RECONCILE_STALE_AFTER", &f.ReconcileStaleAfter, 2 * time.Minute, false},
+		{"DB_IDLE_IN_TRANSACTION_TIMEOUT", &f.IdleInTransactionTimeout, 5 * time.Second, true},
+		{"DB_LOCK_TIMEOUT", &f.LockTimeout, 15 * time.Second, true},
+		{"DB_STATEMENT_TIMEOUT", &f.StatementTimeout, 5 * time.Minute, true},
+	} {
+		*d.into = d.def
+		v := get(d.name)
+		if v == "" {
+			continue
+		}
+		n, err := time.ParseDuration(v)
+		if err != nil || n < 0 || (n == 0 && !d.zeroOK) {
+			want := "want a duration such as 30s"
+			if d.zeroOK {
+				want += " (0 turns it off)"
+			}
+			return f, &Error{d.name, want}
+		}
+		*d.into = n
+	}
+	f.TaskMaxRetry = 25
+	if v := get("TASK_MAX_RETRY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return f, &Error{"TASK_MAX_RETRY", "want a whole number from 1 to 1000"}
+		}
+		f.TaskMaxRetry = n
+	}
+	if f.FailoverAfter < 3*f.HeartbeatEvery {
+		return f, &Error{"FAILOVER_AFTER", "want at least three HEARTBEAT_EVERY, or a slow heartbeat reads as a death"}
+	}
+	return f, nil
 }
 
 // Logger builds the process logger: JSON in production, text in a terminal

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 func env(m map[string]string) func(string) (string, bool) {
@@ -41,6 +42,11 @@ func TestLoad(t *testing.T) {
 		{name: "bad http addr", change: map[string]string{"HTTP_ADDR": "8080"}, wantVar: "HTTP_ADDR"},
 		{name: "bad webhook", change: map[string]string{"NOTIFY_WEBHOOK_URL": "ftp://x"}, wantVar: "NOTIFY_WEBHOOK_URL"},
 		{name: "bad storage url", change: map[string]string{"STORAGE_URL": "gs://bucket"}, wantVar: "STORAGE_URL"},
+		{name: "bad shutdown timeout", change: map[string]string{"SHUTDOWN_TIMEOUT": "soon"}, wantVar: "SHUTDOWN_TIMEOUT"},
+		{name: "zero shutdown timeout", change: map[string]string{"SHUTDOWN_TIMEOUT": "0"}, wantVar: "SHUTDOWN_TIMEOUT"},
+		{name: "failover within heartbeats", change: map[string]string{"HEARTBEAT_EVERY": "2s", "FAILOVER_AFTER": "5s"}, wantVar: "FAILOVER_AFTER"},
+		{name: "idle timeout off", change: map[string]string{"DB_IDLE_IN_TRANSACTION_TIMEOUT": "0"}},
+		{name: "negative lock timeout", change: map[string]string{"DB_LOCK_TIMEOUT": "-1s"}, wantVar: "DB_LOCK_TIMEOUT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -56,6 +62,9 @@ func TestLoad(t *testing.T) {
 				}
 				if c.HTTPAddr != ":8080" || c.WorkerConcurrency != 10 || c.StorageDir != "./.data/files" {
 					t.Fatalf("defaults not applied: %+v", c)
+				}
+				if c.Fleet.ShutdownTimeout != 25*time.Second || c.Fleet.FailoverAfter != 5*time.Second || c.Fleet.ReconcileStaleAfter != 2*time.Minute {
+					t.Fatalf("fleet defaults not applied: %+v", c.Fleet)
 				}
 				return
 			}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,6 +21,37 @@ type Options struct {
 	MaxOpenConns int
 	// PingTimeout bounds the connectivity check in Open. Default 5s.
 	PingTimeout time.Duration
+	// Session bounds every connection's transactions and statements.
+	Session SessionLimits
+	// ApplicationName names the connections in pg_stat_activity (unless
+	// the URL sets application_name).
+	ApplicationName string
+}
+
+// SessionLimits are Postgres session settings that keep one stuck process
+// from stalling the others: a frozen worker's open transaction is ended,
+// and its row locks released, after IdleInTransaction. Zero leaves the
+// server's setting (off by default).
+type SessionLimits struct {
+	// IdleInTransaction ends a session idle inside a transaction this long
+	// (idle_in_transaction_session_timeout).
+	IdleInTransaction time.Duration
+	// Lock bounds a wait for a lock (lock_timeout).
+	Lock time.Duration
+	// Statement bounds one statement (statement_timeout).
+	Statement time.Duration
+}
+
+// params sets the limits as connection run-time parameters.
+func (l SessionLimits) params(p map[string]string) {
+	set := func(name string, d time.Duration) {
+		if d > 0 {
+			p[name] = strconv.FormatInt(d.Milliseconds(), 10)
+		}
+	}
+	set("idle_in_transaction_session_timeout", l.IdleInTransaction)
+	set("lock_timeout", l.Lock)
+	set("statement_timeout", l.Statement)
 }
 
 // Open parses url, opens a pool and checks that the server answers.
@@ -33,6 +65,10 @@ func Open(ctx context.Context, url string, opts Options) (*bun.DB, error) {
 	}
 	if opts.PingTimeout == 0 {
 		opts.PingTimeout = 5 * time.Second
+	}
+	opts.Session.params(cfg.RuntimeParams)
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok && opts.ApplicationName != "" {
+		cfg.RuntimeParams["application_name"] = opts.ApplicationName
 	}
 	sqldb := stdlib.OpenDB(*cfg)
 	sqldb.SetMaxOpenConns(opts.MaxOpenConns)
