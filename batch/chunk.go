@@ -11,21 +11,37 @@ import (
 )
 
 // Processor turns a read item into the item to write. Return ErrFiltered to
-// drop it (counted in filter_count). It may run concurrently for the items
-// of a chunk (ChunkStep.Concurrency), so it must not use the transaction.
+// drop it (counted in filter_count). It runs outside any transaction and
+// may run concurrently for the items of a chunk (ChunkStep.Concurrency).
 type Processor[I, O any] func(ctx context.Context, sc *StepContext, item I) (O, error)
 
 // Writer writes a chunk's items inside the chunk transaction, set-based: one
 // statement for the chunk, not one per item. On a skippable error the engine
-// calls it again with one item at a time to isolate the bad one.
+// calls it again with one item at a time to isolate the bad one. It must
+// make no network call: the transaction holds row locks.
 type Writer[O any] func(ctx context.Context, tx bun.Tx, sc *StepContext, items []O) error
 
+// Emitter hands a chunk's processed items to the outside world (a file in
+// storage, a webhook) outside any transaction, before the chunk's
+// transaction records them.
+type Emitter[O any] func(ctx context.Context, sc *StepContext, items []O) error
+
 // ChunkStep declares a reader → processor → writer step.
+//
+// A chunk runs in two phases: read, process and Emit outside any
+// transaction; then one short transaction fences the partition, writes,
+// records skips, counters and the checkpoint. If the fence finds that
+// another delivery took the partition, the processed chunk is discarded;
+// what Processor and Emit sent out must then be idempotent (a part file
+// named by the chunk's first key, a notification's idempotency key).
 type ChunkStep[I, O any] struct {
 	// Reader reads items by key (see KeysetReader). Required.
 	Reader Reader[I]
 	// Processor maps items; nil passes items through (I must be O).
 	Processor Processor[I, O]
+	// Emit, when set, delivers each chunk's processed items outside the
+	// transaction (see Emitter), with the step's RetryPolicy. Default nil.
+	Emit Emitter[O]
 	// Writer writes a chunk. Required.
 	Writer Writer[O]
 	// ChunkSize is the items per transaction. Default 500.
@@ -73,7 +89,14 @@ func NewChunk[I, O any](name string, c ChunkStep[I, O]) *Step {
 
 // chunkRunner is a ChunkStep with its item types erased.
 type chunkRunner interface {
-	run(ctx context.Context, tx bun.Tx, sc *StepContext, from int64, skipsSoFar int64) (*chunkOutcome, error)
+	// prepare reads, processes and emits the chunk from key from, outside
+	// any transaction.
+	prepare(ctx context.Context, db bun.IDB, sc *StepContext, from, skipsSoFar int64) (*chunk, error)
+	// write writes a prepared chunk in tx. With mayRetry, a write error the
+	// RetryPolicy retries is returned as *retryWrite for the caller to roll
+	// back, wait and try again.
+	write(ctx context.Context, tx bun.Tx, sc *StepContext, c *chunk, skipsSoFar int64, mayRetry bool) error
+	retryPolicy() RetryPolicy
 }
 
 type skipRecord struct {
@@ -82,15 +105,23 @@ type skipRecord struct {
 	err   error
 }
 
-// chunkOutcome is what one chunk did.
-type chunkOutcome struct {
+// chunk is one chunk of a partition: what was read and processed, then what
+// the write did.
+type chunk struct {
 	read, written, filtered  int64
 	processSkips, writeSkips int64
 	lastKey                  int64
 	exhausted                bool // fewer items than a chunk: the partition is done
 	skips                    []skipRecord
-	retries                  int64 // write attempts rolled back and retried
+	items                    any // []O to write
+	keys                     []int64
 }
+
+// retryWrite is a write error the step's RetryPolicy retries.
+type retryWrite struct{ err error }
+
+func (r *retryWrite) Error() string { return r.err.Error() }
+func (r *retryWrite) Unwrap() error { return r.err }
 
 // stepFailure is a business failure of the step (not an infrastructure
 // fault): the step ends FAILED instead of the task being retried.
@@ -99,117 +130,156 @@ type stepFailure struct{ err error }
 func (f *stepFailure) Error() string { return f.err.Error() }
 func (f *stepFailure) Unwrap() error { return f.err }
 
-func (c *ChunkStep[I, O]) run(ctx context.Context, tx bun.Tx, sc *StepContext, from int64, skipsSoFar int64) (*chunkOutcome, error) {
-	items, err := c.Reader.Read(ctx, tx, sc, from, sc.Range.End, c.ChunkSize)
+func (c *ChunkStep[I, O]) retryPolicy() RetryPolicy { return c.Retry }
+
+func (c *ChunkStep[I, O]) prepare(ctx context.Context, db bun.IDB, sc *StepContext, from, skipsSoFar int64) (*chunk, error) {
+	items, err := c.Reader.Read(ctx, db, sc, from, sc.Range.End, c.ChunkSize)
 	if err != nil {
-		return nil, err // infrastructure: the task is retried
+		if isInfra(ctx, err) {
+			return nil, err
+		}
+		return nil, &stepFailure{fmt.Errorf("read from key %d: %w", from, err)}
 	}
-	out := &chunkOutcome{read: int64(len(items)), exhausted: len(items) < c.ChunkSize, lastKey: from - 1}
+	out := &chunk{read: int64(len(items)), exhausted: len(items) < c.ChunkSize, lastKey: from - 1}
 	if len(items) == 0 {
 		return out, nil
 	}
 	out.lastKey = c.Reader.Key(items[len(items)-1])
-
-	// Process, in parallel when asked, keeping read order.
-	type result struct {
-		o   O
-		err error
-	}
-	results := make([]result, len(items))
-	if c.Processor == nil {
-		for i, it := range items {
-			o, ok := any(it).(O)
-			if !ok {
-				return nil, fmt.Errorf("batch: step %s has no processor and its reader's items are not the writer's type", sc.StepName)
-			}
-			results[i] = result{o: o}
-		}
-	} else {
-		sem := make(chan struct{}, c.Concurrency)
-		var wg sync.WaitGroup
-		for i := range items {
-			sem <- struct{}{}
-			wg.Add(1)
-			go func(i int) {
-				defer func() { <-sem; wg.Done() }()
-				o, err := c.processWithRetry(ctx, sc, items[i])
-				results[i] = result{o, err}
-			}(i)
-		}
-		wg.Wait()
+	results, err := c.process(ctx, sc, items)
+	if err != nil {
+		return nil, err
 	}
 	keep := make([]O, 0, len(items))
-	keys := make([]int64, 0, len(items))
 	for i, r := range results {
+		key := c.Reader.Key(items[i])
 		switch {
 		case r.err == nil:
 			keep = append(keep, r.o)
-			keys = append(keys, c.Reader.Key(items[i]))
+			out.keys = append(out.keys, key)
 		case errors.Is(r.err, ErrFiltered):
 			out.filtered++
 		case c.Skip.canSkip(r.err, skipsSoFar+int64(len(out.skips))):
 			out.processSkips++
-			out.skips = append(out.skips, skipRecord{c.Reader.Key(items[i]), "process", r.err})
-		case isInfra(r.err):
+			out.skips = append(out.skips, skipRecord{key, "process", r.err})
+		case isInfra(ctx, r.err):
 			return nil, r.err
 		default:
-			return nil, &stepFailure{fmt.Errorf("process item %d: %w", c.Reader.Key(items[i]), r.err)}
+			return nil, &stepFailure{fmt.Errorf("process item %d: %w", key, r.err)}
 		}
 	}
-	if len(keep) == 0 {
-		return out, nil
-	}
-
-	// Write the chunk; retry transient errors; isolate a bad item.
-	for attempt := 0; ; attempt++ {
-		err := c.writeSavepoint(ctx, tx, sc, keep)
-		if err == nil {
-			out.written += int64(len(keep))
-			return out, nil
-		}
-		if isInfra(err) {
-			return nil, err
-		}
-		if c.Retry.retryable(err) && attempt < c.Retry.Limit {
-			out.retries++
-			if err := sleep(ctx, c.Retry.backoff(attempt+1)); err != nil {
+	out.items = keep
+	if c.Emit != nil && len(keep) > 0 {
+		if err := c.withRetry(ctx, func() error { return c.Emit(ctx, sc, keep) }); err != nil {
+			if isInfra(ctx, err) {
 				return nil, err
 			}
-			continue
+			return nil, &stepFailure{fmt.Errorf("emit chunk from key %d: %w", from, err)}
 		}
-		if !c.Skip.canSkip(err, skipsSoFar+int64(len(out.skips))) {
-			return nil, &stepFailure{fmt.Errorf("write chunk: %w", err)}
-		}
-		break
-	}
-	for i := range keep {
-		err := c.writeSavepoint(ctx, tx, sc, keep[i:i+1])
-		if err == nil {
-			out.written++
-			continue
-		}
-		if isInfra(err) {
-			return nil, err
-		}
-		if !c.Skip.canSkip(err, skipsSoFar+int64(len(out.skips))) {
-			return nil, &stepFailure{fmt.Errorf("write item %d: %w", keys[i], err)}
-		}
-		out.writeSkips++
-		out.skips = append(out.skips, skipRecord{keys[i], "write", err})
 	}
 	return out, nil
 }
 
-func (c *ChunkStep[I, O]) processWithRetry(ctx context.Context, sc *StepContext, it I) (O, error) {
+type processed[O any] struct {
+	o   O
+	err error
+}
+
+// process runs the processor over items, Concurrency at a time, keeping
+// read order.
+func (c *ChunkStep[I, O]) process(ctx context.Context, sc *StepContext, items []I) ([]processed[O], error) {
+	results := make([]processed[O], len(items))
+	if c.Processor == nil {
+		for i, it := range items {
+			o, ok := any(it).(O)
+			if !ok {
+				return nil, &stepFailure{fmt.Errorf("batch: step %s has no processor and its reader's items are not the writer's type", sc.StepName)}
+			}
+			results[i] = processed[O]{o: o}
+		}
+		return results, nil
+	}
+	sem := make(chan struct{}, c.Concurrency)
+	var wg sync.WaitGroup
+	for i := range items {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(i int) {
+			defer func() { <-sem; wg.Done() }()
+			var o O
+			err := c.withRetry(ctx, func() error {
+				var err error
+				o, err = c.Processor(ctx, sc, items[i])
+				return err
+			})
+			results[i] = processed[O]{o, err}
+		}(i)
+	}
+	wg.Wait()
+	return results, nil
+}
+
+// withRetry calls fn until it succeeds, fails for good or the RetryPolicy
+// gives up, waiting its backoff between attempts. It runs outside any
+// transaction.
+func (c *ChunkStep[I, O]) withRetry(ctx context.Context, fn func() error) error {
 	for attempt := 0; ; attempt++ {
-		o, err := c.Processor(ctx, sc, it)
+		err := fn()
 		if err == nil || errors.Is(err, ErrFiltered) || !c.Retry.retryable(err) || attempt >= c.Retry.Limit {
-			return o, err
+			return err
 		}
 		if err := sleep(ctx, c.Retry.backoff(attempt+1)); err != nil {
-			return o, err
+			return err
 		}
 	}
+}
+
+func (c *ChunkStep[I, O]) write(ctx context.Context, tx bun.Tx, sc *StepContext, ch *chunk, skipsSoFar int64, mayRetry bool) error {
+	keep, _ := ch.items.([]O)
+	ch.written, ch.writeSkips = 0, 0
+	ch.skips = ch.skips[:len(ch.skips)-countPhase(ch.skips, "write")]
+	if len(keep) == 0 {
+		return nil
+	}
+	skipped := func() int64 { return skipsSoFar + int64(len(ch.skips)) }
+	err := c.writeSavepoint(ctx, tx, sc, keep)
+	switch {
+	case err == nil:
+		ch.written = int64(len(keep))
+		return nil
+	case mayRetry && c.Retry.retryable(err):
+		return &retryWrite{err}
+	case !c.Skip.canSkip(err, skipped()):
+		if isInfra(ctx, err) {
+			return err
+		}
+		return &stepFailure{fmt.Errorf("write chunk: %w", err)}
+	}
+	// Isolate the bad items: write them one at a time.
+	for i := range keep {
+		err := c.writeSavepoint(ctx, tx, sc, keep[i:i+1])
+		switch {
+		case err == nil:
+			ch.written++
+		case c.Skip.canSkip(err, skipped()):
+			ch.writeSkips++
+			ch.skips = append(ch.skips, skipRecord{ch.keys[i], "write", err})
+		case isInfra(ctx, err):
+			return err
+		default:
+			return &stepFailure{fmt.Errorf("write item %d: %w", ch.keys[i], err)}
+		}
+	}
+	return nil
+}
+
+// countPhase counts the skips of phase at the end of skips (a retried write
+// drops the write skips of its earlier attempt).
+func countPhase(skips []skipRecord, phase string) int {
+	n := 0
+	for i := len(skips) - 1; i >= 0 && skips[i].phase == phase; i-- {
+		n++
+	}
+	return n
 }
 
 // writeSavepoint runs the writer under a savepoint so a failed write can be

@@ -1,40 +1,81 @@
 // Package batch is passbatch's generic batch engine: Spring Batch's model (jobs,
 // steps, chunks, partitions, a job repository in Postgres) executed on asynq
-// task queues by any number of worker processes. It knows nothing of passes.
+// task queues by any number of worker processes. It knows nothing of passes
+// and imports no package of ours.
 //
 // # Model
 //
 // A Job is a flow of Nodes: a *Step, or a Split of parallel flows joined before
-// the next node. A Step is a tasklet (called until it reports Finished) or a
-// chunk step (reader → optional processor → writer, ChunkSize items at a time).
-// A chunk step is always executed as partitions: its Partitioner returns key
-// ranges, each range becomes a child step execution and an asynq task; a step
-// without a Partitioner has one partition covering every key.
+// the next node. A Step is a tasklet (called until it reports Finished; an
+// IOTasklet calls out and runs outside any transaction) or a chunk step
+// (reader → optional processor → optional Emit → writer, ChunkSize items at a
+// time). A chunk step is always executed as partitions: its Partitioner
+// returns key ranges, each range becomes a child step execution and an asynq
+// task; a step without a Partitioner has one partition covering every key.
 //
 // # Tasks
 //
-//	batch:job        payload {job_execution_id}           STARTING → STARTED, before-job listeners, first node
-//	batch:step       payload {job_execution_id, step}     creates the step execution; runs a tasklet, or splits a chunk step
-//	batch:partition  payload {step_execution_id}          runs one partition chunk by chunk until done, stopped or failed
-//	batch:step-done  payload {step_execution_id}          aggregates a partitioned step once, then advances the flow
+//	batch:job        job:<je>:<gen>                 STARTING → STARTED, before-job listeners, first node
+//	batch:step       step:<je>:<step>:<gen>.<sgen>  creates the step execution; runs a tasklet, or splits a chunk step
+//	batch:partition  partition:<se>:<sgen>          runs one partition chunk by chunk until done, stopped, failed or handed back
+//	batch:step-done  step-done:<se>:<gen>           aggregates a partitioned step once, then advances the flow
 //
 // Control tasks (job, step, step-done) go to QueueControl, partitions to
 // QueuePartition; workers weigh control above partitions so that flows move
-// while partitions are queued. Task IDs are derived from execution ids, so a
-// duplicate enqueue of the same work is refused by asynq while the first is
-// still in Redis, and is a harmless no-op after.
+// while partitions are queued. A task ID names its work and its generation:
+// gen is the job execution's (bumped by each re-drive of a stale execution),
+// sgen the partition's or tasklet's (bumped by each re-drive or hand-back). A
+// duplicate enqueue of the same work and generation is refused by asynq; a
+// re-drive always uses a new generation, so it reaches the queue even where an
+// archived task, or a dead worker's active one, still holds the old ID. A
+// delivery of an older generation than its step execution's leaves at once.
 //
 // # Exactly-once
 //
-// Delivery is at-least-once. Effects are exactly-once because every chunk
-// commits its domain writes, the reader checkpoint (step execution context),
-// the counters and a version-fenced update of its step execution in ONE
-// Postgres transaction; the fence is taken first, so a duplicate delivery
-// or a zombie worker blocks on the row lock and then finds the version moved.
-// The last chunk of a partition also increments its parent's barrier counter
-// (partitions_done) in that transaction: the worker that brings it to
-// partitions_total enqueues the aggregation, and aggregation flips the parent's
-// status under a status guard, so after-step and after-job listeners run once.
+// Delivery is at-least-once. Effects are exactly-once because a delivery
+// first claims its partition or tasklet (stamping its generation and worker,
+// bumping the version) and every chunk then commits its domain writes, the
+// reader checkpoint (step execution context), the counters and a
+// version-fenced update of its step execution in ONE short Postgres
+// transaction. The chunk is read, processed and emitted before that
+// transaction, outside any: a transaction holds no network call and no
+// sleep. If the fence finds the version moved (another delivery claimed the
+// partition, or a zombie wakes up), the chunk is discarded. The last chunk of
+// a partition also increments its parent's barrier counter (partitions_done)
+// in that transaction and enqueues the aggregation before it commits; the
+// aggregation locks the parent first, flips its status under a status guard,
+// so after-step and after-job listeners run once.
+//
+// # Errors
+//
+// Errors are classified where they arise: storage and notify return errors
+// with a Retryable() bool method. For an error of a reader, processor, Emit,
+// writer or tasklet the engine applies one order:
+//
+//  1. RetryPolicy    retryable (Retryable() true, or the policy's func)  retried in place, outside any transaction, with backoff
+//  2. SkipPolicy     skippable, under the skip limit                     item skipped, recorded in batch_skipped_item
+//  3. infrastructure Postgres connection lost or restarting, lock or     task back to asynq; resumes from the last checkpoint
+//     statement timeout, deadlock, this process stopping
+//  4. anything else  (a constraint, a 4xx, a missing file, …)            step FAILED with the reason; restartable
+//
+// A failed write rolls its chunk transaction back before the backoff, so no
+// lock is held while waiting. A network error under an error its origin
+// classified is not infrastructure: a webhook timeout gets the step's
+// policy, not asynq's 25 retries.
+//
+// # Failover, drain and re-drive
+//
+// Workers (Worker) record a heartbeat in batch_worker every second. The
+// reconciler, run by every scheduler, re-drives within FailoverAfter (5s)
+// the partitions and tasklets held by a worker whose heartbeat stopped —
+// killed, frozen or cut off — under their next generation; Postgres ends a
+// frozen worker's open transaction after idle_in_transaction_session_timeout
+// and so releases its locks, and the zombie, thawed, finds its fence moved.
+// It also re-drives, after StaleAfter, any running execution that has not
+// moved at all: its tasks lost with Redis or archived after exhausting their
+// retries during a long outage. Worker.Stop (SIGTERM) drains: no new tasks,
+// each running partition or tasklet hands itself back at its next chunk
+// boundary with its checkpoint, and the worker leaves.
 //
 // # Restart, stop, abandon
 //
@@ -45,10 +86,4 @@
 // checkpoint. Stop sets STOPPING; partitions and tasklets check between chunks
 // and end STOPPED with their checkpoint kept. Abandon marks a STOPPED or FAILED
 // execution ABANDONED, which is final for its instance.
-//
-// # Losing Redis
-//
-// Postgres is the source of truth. The Reconciler finds running executions
-// without progress for a while and re-enqueues what they need; with the
-// deterministic task IDs this is harmless when the tasks still exist.
 package batch

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -46,13 +45,16 @@ type Options struct {
 	Clock func() time.Time
 	// TaskTimeout bounds one partition or tasklet task. Default 2h.
 	TaskTimeout time.Duration
-	// MaxRetry is asynq's retry count for infrastructure faults. Default 25.
+	// MaxRetry is asynq's retry count for infrastructure faults. Default 25;
+	// negative: none. A task that exhausts it is archived; the reconciler
+	// re-drives its work under a new generation.
 	MaxRetry int
 	// Metrics records counters; nil records nothing.
 	Metrics *Metrics
 }
 
-// Engine launches and runs jobs: the launcher and the asynq task handlers.
+// Engine launches and runs jobs: the launcher, the asynq task handlers (run
+// them with a Worker) and the reconciler.
 type Engine struct {
 	db     *bun.DB
 	client *asynq.Client
@@ -78,6 +80,7 @@ func New(db *bun.DB, client *asynq.Client, reg *Registry, opts Options) *Engine 
 	if opts.MaxRetry == 0 {
 		opts.MaxRetry = 25
 	}
+	opts.MaxRetry = max(opts.MaxRetry, 0)
 	return &Engine{db: db, client: client, reg: reg, log: opts.Logger, now: opts.Clock, opts: opts, m: opts.Metrics}
 }
 
@@ -87,8 +90,8 @@ func (e *Engine) Registry() *Registry { return e.reg }
 // DB returns the engine's database.
 func (e *Engine) DB() *bun.DB { return e.db }
 
-// Register installs the engine's task handlers on mux.
-func (e *Engine) Register(mux *asynq.ServeMux) {
+// register installs the engine's task handlers on mux.
+func (e *Engine) register(mux *asynq.ServeMux) {
 	mux.HandleFunc(TaskJob, e.handleJob)
 	mux.HandleFunc(TaskStep, e.handleStep)
 	mux.HandleFunc(TaskPartition, e.handlePartition)
@@ -102,14 +105,20 @@ type jobPayload struct {
 type stepPayload struct {
 	JobExecutionID int64  `json:"job_execution_id"`
 	Step           string `json:"step"`
+	// Generation is the step execution's generation this task drives.
+	Generation int `json:"generation,omitempty"`
 }
 
 type stepExecPayload struct {
 	StepExecutionID int64 `json:"step_execution_id"`
+	// Generation is the partition's generation this task drives.
+	Generation int `json:"generation,omitempty"`
 }
 
-// enqueue adds a task with a deterministic ID; a task with that ID still in
-// Redis means the work is already queued or running, which is fine.
+// enqueue adds a task under id. The IDs name the work and its generation,
+// so a conflict means this very task is queued, running or archived
+// already; a re-drive that must reach the queue uses a new generation
+// (see the reconciler).
 func (e *Engine) enqueue(ctx context.Context, typ string, payload any, id, queue string, timeout time.Duration) error {
 	b, err := json.Marshal(payload)
 	if err != nil {
@@ -126,22 +135,33 @@ func (e *Engine) enqueue(ctx context.Context, typ string, payload any, id, queue
 	return nil
 }
 
-func (e *Engine) enqueueJob(ctx context.Context, jeID int64) error {
-	return e.enqueue(ctx, TaskJob, jobPayload{jeID}, "job:"+strconv.FormatInt(jeID, 10), QueueControl, time.Minute)
+// enqueueJob queues the execution's job task under its generation.
+func (e *Engine) enqueueJob(ctx context.Context, je *JobExecution) error {
+	return e.enqueue(ctx, TaskJob, jobPayload{je.JobExecutionID},
+		fmt.Sprintf("job:%d:%d", je.JobExecutionID, je.Generation), QueueControl, time.Minute)
 }
 
-func (e *Engine) enqueueStep(ctx context.Context, jeID int64, step string) error {
-	return e.enqueue(ctx, TaskStep, stepPayload{jeID, step}, fmt.Sprintf("step:%d:%s", jeID, step), QueueControl, e.opts.TaskTimeout)
+// enqueueStep queues a step task: jeGen is the job execution's generation,
+// stepGen the step execution's (0 before it exists).
+func (e *Engine) enqueueStep(ctx context.Context, jeID int64, jeGen int, step string, stepGen int) error {
+	return e.enqueue(ctx, TaskStep, stepPayload{jeID, step, stepGen},
+		fmt.Sprintf("step:%d:%s:%d.%d", jeID, step, jeGen, stepGen), QueueControl, e.opts.TaskTimeout)
 }
 
-func (e *Engine) enqueuePartition(ctx context.Context, seID int64) error {
-	return e.enqueue(ctx, TaskPartition, stepExecPayload{seID}, "partition:"+strconv.FormatInt(seID, 10), QueuePartition, e.opts.TaskTimeout)
+// enqueuePartition queues generation gen of partition seID.
+func (e *Engine) enqueuePartition(ctx context.Context, seID int64, gen int) error {
+	return e.enqueue(ctx, TaskPartition, stepExecPayload{seID, gen},
+		fmt.Sprintf("partition:%d:%d", seID, gen), QueuePartition, e.opts.TaskTimeout)
 }
 
-func (e *Engine) enqueueStepDone(ctx context.Context, seID int64) error {
-	return e.enqueue(ctx, TaskStepDone, stepExecPayload{seID}, "step-done:"+strconv.FormatInt(seID, 10), QueueControl, time.Minute)
+// enqueueStepDone queues the aggregation of partitioned step seID.
+func (e *Engine) enqueueStepDone(ctx context.Context, seID int64, jeGen int) error {
+	return e.enqueue(ctx, TaskStepDone, stepExecPayload{StepExecutionID: seID},
+		fmt.Sprintf("step-done:%d:%d", seID, jeGen), QueueControl, time.Minute)
 }
 
+// decode reads a task's payload. A malformed payload names no execution
+// that could be left without a task, so it is archived at once.
 func decode(t *asynq.Task, v any) error {
 	if err := json.Unmarshal(t.Payload(), v); err != nil {
 		return fmt.Errorf("%s: bad payload: %v: %w", t.Type(), err, asynq.SkipRetry)

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
+	"strings"
 	"sync"
-	"syscall"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,30 +56,27 @@ func setup(t testing.TB, rows int, jobs ...*batch.Job) *bundle {
 	return &bundle{db: db, redis: rd, engine: eng, client: client}
 }
 
-// startWorkers runs n in-process asynq servers over the engine's handlers
-// until the test ends or stop is called.
+// startWorkers runs n in-process workers over the engine until the test
+// ends or stop is called.
 func (b *bundle) startWorkers(t *testing.T, n, concurrency int) (stop func()) {
 	t.Helper()
 	opt, _ := asynq.ParseRedisURI(b.redis.URL)
-	var srvs []*asynq.Server
+	var ws []*batch.Worker
 	for i := 0; i < n; i++ {
-		srv := asynq.NewServer(opt, asynq.Config{
-			Concurrency: concurrency, Queues: batch.Queues(nil), Logger: nopLogger{}, LogLevel: asynq.FatalLevel,
-			RetryDelayFunc:    func(int, error, *asynq.Task) time.Duration { return 100 * time.Millisecond },
-			TaskCheckInterval: 50 * time.Millisecond,
+		w := b.engine.NewWorker(opt, batch.WorkerOptions{
+			Concurrency: concurrency, Logger: quietLogger(), ShutdownTimeout: 5 * time.Second,
+			RetryDelay: func(int, error, *asynq.Task) time.Duration { return 100 * time.Millisecond },
 		})
-		mux := asynq.NewServeMux()
-		b.engine.Register(mux)
-		if err := srv.Start(mux); err != nil {
+		if err := w.Start(context.Background(), nil); err != nil {
 			t.Fatal(err)
 		}
-		srvs = append(srvs, srv)
+		ws = append(ws, w)
 	}
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
-			for _, s := range srvs {
-				s.Shutdown()
+			for _, w := range ws {
+				w.Stop(context.Background())
 			}
 		})
 	}
@@ -276,64 +273,6 @@ func TestLaunchRules(t *testing.T) {
 		INSERT INTO batch_job_execution (job_instance_id, status) SELECT job_instance_id, 'STARTING' FROM batch_job_instance`)
 	if err == nil {
 		t.Fatal("two running executions of one instance were accepted")
-	}
-}
-
-// TestWorkerKilledMidPartition runs three real worker processes and SIGKILLs
-// one while its partitions are mid-way: asynq redelivers them after their
-// lease expires and they resume from their checkpoints.
-func TestWorkerKilledMidPartition(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("multi-process test")
-	}
-	const rows = 20_000
-	b := setup(t, rows)
-	bin := filepath.Join(t.TempDir(), "testworker")
-	if out, err := exec.Command("go", "build", "-race", "-o", bin, "./internal/testjob/testworker").CombinedOutput(); err != nil {
-		t.Fatalf("build testworker: %v\n%s", err, out)
-	}
-	start := func() *exec.Cmd {
-		cmd := exec.Command(bin)
-		cmd.Env = append(os.Environ(), "DATABASE_URL="+b.db.URL, "REDIS_URL="+b.redis.URL)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
-		return cmd
-	}
-	// The first worker alone takes partitions (4 at a time) and commits
-	// chunks; then two more join and the first is killed mid-partition.
-	victim := start()
-	eng := batch.New(b.db.DB, b.client, testjob.Registry(), batch.Options{Logger: quietLogger()})
-	je, err := eng.Launch(context.Background(), "inc", batch.Params{"sleep_ms": {Value: "1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.waitCommits(t, je.JobExecutionID, 12)
-	start()
-	start()
-	var running int
-	if err := b.db.NewRaw("SELECT count(*) FROM batch_step_execution WHERE job_execution_id = ? AND parent_step_execution_id IS NOT NULL AND status = 'STARTED' AND commit_count > 0", je.JobExecutionID).Scan(context.Background(), &running); err != nil {
-		t.Fatal(err)
-	}
-	if running == 0 {
-		t.Fatal("no partition was mid-way when the worker was to be killed")
-	}
-	if err := victim.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	_ = victim.Wait()
-	var ones int
-	_ = b.db.NewRaw("SELECT count(*) FROM t WHERE n = 1").Scan(context.Background(), &ones)
-	t.Logf("killed the first worker with %d of %d rows done and %d partitions mid-way", ones, rows, running)
-	got := b.wait(t, je.JobExecutionID, 4*time.Minute)
-	requireStatus(t, got, batch.StatusCompleted)
-	requireAllOnce(t, b.db, rows)
-	parent := topStep(t, b.db, je.JobExecutionID, "inc")
-	if parent.ReadCount != rows || parent.WriteCount != rows {
-		t.Fatalf("parent read %d write %d, want %d", parent.ReadCount, parent.WriteCount, rows)
 	}
 }
 
@@ -569,7 +508,7 @@ func TestRedisFlushedMidJob(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go b.engine.RunReconciler(ctx, 300*time.Millisecond, time.Second)
+	go b.engine.RunReconciler(ctx, batch.ReconcileOptions{Every: 300 * time.Millisecond, StaleAfter: time.Second})
 	requireStatus(t, b.wait(t, id, 2*time.Minute), batch.StatusCompleted)
 	requireAllOnce(t, b.db, rows)
 	if parent := topStep(t, b.db, id, "inc"); parent.WriteCount != rows {
@@ -689,4 +628,97 @@ func TestWriterChangingFilterColumn(t *testing.T) {
 	if parent := topStep(t, b.db, id, "inc"); parent.ReadCount != rows {
 		t.Fatalf("read %d, want %d", parent.ReadCount, rows)
 	}
+}
+
+// netTimeout is an outside service's timeout as its client package reports
+// it: a net.Error underneath, classified by its origin as retryable.
+type netTimeout struct{}
+
+func (netTimeout) Error() string   { return "i/o timeout" }
+func (netTimeout) Timeout() bool   { return true }
+func (netTimeout) Temporary() bool { return true }
+
+type classified struct{ err error }
+
+func (c classified) Error() string   { return "webhook: " + c.err.Error() }
+func (c classified) Unwrap() error   { return c.err }
+func (c classified) Retryable() bool { return true }
+
+// TestClassifiedErrorsFollowTheStepPolicy: a webhook timeout (a net.Error
+// under an error its origin classified) gets the step's RetryPolicy — in
+// place, then FAILED — instead of being taken for an infrastructure fault
+// and retried by asynq until its task is archived.
+func TestClassifiedErrorsFollowTheStepPolicy(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	proc := func(ctx context.Context, sc *batch.StepContext, it testjob.Item) (testjob.Item, error) {
+		if it.ID == 7 {
+			calls.Add(1)
+			return it, classified{&net.OpError{Op: "dial", Net: "tcp", Err: netTimeout{}}}
+		}
+		return it, nil
+	}
+	b := setup(t, 50, testjob.IncJob("inc", testjob.Options{Partitions: 1, ChunkSize: 10, Processor: proc,
+		Retry: batch.RetryPolicy{Limit: 2, Backoff: func(int) time.Duration { return 10 * time.Millisecond }}}))
+	b.startWorkers(t, 1, 2)
+	id := b.launch(t, "inc")
+	je := b.wait(t, id, 20*time.Second)
+	requireStatus(t, je, batch.StatusFailed)
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("the timing-out item was tried %d times, want 3 (the first and the policy's 2 retries)", n)
+	}
+	if !strings.Contains(je.ExitMessage, "i/o timeout") {
+		t.Fatalf("exit message %q does not give the reason", je.ExitMessage)
+	}
+}
+
+// TestRetryBackoffHoldsNoLock: a write that the RetryPolicy retries rolls
+// its chunk transaction back before waiting: during the backoff no
+// transaction is open (one would be idle, and killed by the idle timeout)
+// and no row of the chunk (the domain's, the step execution's) is locked.
+func TestRetryBackoffHoldsNoLock(t *testing.T) {
+	t.Parallel()
+	var failed atomic.Bool
+	waiting := make(chan struct{})
+	job := &batch.Job{Name: "hold", Flow: []batch.Node{batch.NewChunk("inc", batch.ChunkStep[testjob.Item, testjob.Item]{
+		Reader: batch.KeysetReader[testjob.Item]{Column: "id",
+			Query: func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery {
+				return q.TableExpr("t").Column("id", "n", "bad")
+			},
+			KeyOf: func(it testjob.Item) int64 { return it.ID }},
+		Writer: func(ctx context.Context, tx bun.Tx, sc *batch.StepContext, items []testjob.Item) error {
+			if _, err := tx.ExecContext(ctx, "UPDATE hot SET n = n + ? WHERE id = 1", len(items)); err != nil {
+				return err
+			}
+			if failed.CompareAndSwap(false, true) {
+				close(waiting)
+				return batch.Retryable(errors.New("transient"))
+			}
+			return nil
+		},
+		ChunkSize: 100,
+		Retry:     batch.RetryPolicy{Limit: 1, Backoff: func(int) time.Duration { return 2 * time.Second }},
+	})}}
+	b := setup(t, 50, job)
+	b.startWorkers(t, 1, 1)
+	id := b.launch(t, "hold")
+	<-waiting
+	time.Sleep(300 * time.Millisecond) // well into the backoff
+	var idle int
+	if err := b.db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+		AND state LIKE 'idle in transaction%'`).Scan(context.Background(), &idle); err != nil {
+		t.Fatal(err)
+	}
+	err := b.db.RunInTx(context.Background(), nil, func(ctx context.Context, tx bun.Tx) error {
+		if _, err := tx.ExecContext(ctx, "SELECT n FROM hot WHERE id = 1 FOR UPDATE NOWAIT"); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, "SELECT 1 FROM batch_step_execution WHERE job_execution_id = ? FOR UPDATE NOWAIT", id)
+		return err
+	})
+	if idle != 0 || err != nil {
+		t.Fatalf("during the retry backoff %d transactions stay open and a row lock is held: %v", idle, err)
+	}
+	requireStatus(t, b.wait(t, id, 20*time.Second), batch.StatusCompleted)
+	requireHotOnce(t, b, 50)
 }

@@ -8,6 +8,9 @@ import (
 var (
 	// ErrUnknownJob is returned for a job name that is not registered.
 	ErrUnknownJob = errors.New("unknown job")
+	// ErrUnknownStep is returned for a step name its job does not declare
+	// (a task from a newer or older version of the job).
+	ErrUnknownStep = errors.New("unknown step")
 	// ErrAlreadyComplete is returned when launching an instance that has a
 	// COMPLETED execution.
 	ErrAlreadyComplete = errors.New("job instance already complete")
@@ -59,6 +62,9 @@ type RetryableError struct{ Err error }
 
 func (e *RetryableError) Error() string { return e.Err.Error() }
 func (e *RetryableError) Unwrap() error { return e.Err }
+
+// Retryable reports true: a retry may help.
+func (e *RetryableError) Retryable() bool { return true }
 
 // Retryable wraps err so that the default RetryPolicy retries it.
 func Retryable(err error) error { return &RetryableError{Err: err} }

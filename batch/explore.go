@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
 )
 
 // ExecutionSummary is one job execution as operators list it.
@@ -86,8 +85,8 @@ type StepDetail struct {
 // ExecutionDetail is one execution with its parameters, steps and skips.
 type ExecutionDetail struct {
 	ExecutionSummary
-	Params  Params               `json:"params"`
-	Steps   []StepDetail         `json:"steps"`
+	Params  Params       `json:"params"`
+	Steps   []StepDetail `json:"steps"`
 	Skipped []SkipRecord `json:"skipped"`
 	// Progress is partitions finished over partitions known, 0..1.
 	Progress float64 `json:"progress"`
@@ -107,59 +106,8 @@ func (e *Engine) Execution(ctx context.Context, id int64) (*ExecutionDetail, err
 	if d.Params, err = loadParams(ctx, e.db, id); err != nil {
 		return nil, err
 	}
-	var steps []StepExecution
-	if err := e.db.NewSelect().Model(&steps).Where("job_execution_id = ? AND parent_step_execution_id IS NULL", id).
-		Order("step_execution_id").Scan(ctx); err != nil {
-		return nil, fmt.Errorf("load steps: %w", err)
-	}
-	var parts []struct {
-		Parent int64  `bun:"parent_step_execution_id"`
-		Status string `bun:"status"`
-		N      int    `bun:"n"`
-		Read   int64  `bun:"read"`
-		Write  int64  `bun:"write"`
-		Skip   int64  `bun:"skip"`
-	}
-	if err := e.db.NewRaw(`SELECT parent_step_execution_id, status, count(*) AS n, sum(read_count) AS read, sum(write_count) AS write,
-		sum(read_skip_count + process_skip_count + write_skip_count) AS skip
-		FROM batch_step_execution WHERE job_execution_id = ? AND parent_step_execution_id IS NOT NULL GROUP BY 1, 2`, id).Scan(ctx, &parts); err != nil {
-		return nil, fmt.Errorf("load partitions: %w", err)
-	}
-	var done, total int
-	for _, s := range steps {
-		sd := StepDetail{StepExecution: s}
-		for _, p := range parts {
-			if p.Parent != s.StepExecutionID {
-				continue
-			}
-			if sd.PartitionsByStatus == nil {
-				sd.PartitionsByStatus = map[string]int{}
-			}
-			sd.PartitionsByStatus[p.Status] += p.N
-			sd.LiveRead += p.Read
-			sd.LiveWrite += p.Write
-			sd.LiveSkip += p.Skip
-			total += p.N
-			if !Running(p.Status) {
-				done += p.N
-			}
-		}
-		if sd.PartitionsByStatus == nil {
-			total++
-			if !Running(s.Status) {
-				done++
-			}
-			sd.LiveRead, sd.LiveWrite = s.ReadCount, s.WriteCount
-			sd.LiveSkip = s.ReadSkipCount + s.ProcessSkipCount + s.WriteSkipCount
-		}
-		d.ReadCount += sd.LiveRead
-		d.WriteCount += sd.LiveWrite
-		d.SkipCount += sd.LiveSkip
-		d.FilterCount += s.FilterCount
-		d.Steps = append(d.Steps, sd)
-	}
-	if total > 0 {
-		d.Progress = float64(done) / float64(total)
+	if err := e.stepDetails(ctx, d); err != nil {
+		return nil, err
 	}
 	if !Running(je.Status) {
 		d.Progress = 1
@@ -170,6 +118,77 @@ func (e *Engine) Execution(ctx context.Context, id int64) (*ExecutionDetail, err
 		return nil, fmt.Errorf("load skipped items: %w", err)
 	}
 	return d, nil
+}
+
+// partitionCounts are a partitioned step's partitions of one status.
+type partitionCounts struct {
+	Parent int64  `bun:"parent_step_execution_id"`
+	Status string `bun:"status"`
+	N      int    `bun:"n"`
+	Read   int64  `bun:"read"`
+	Write  int64  `bun:"write"`
+	Skip   int64  `bun:"skip"`
+}
+
+// stepDetails fills d's steps, live counts and progress.
+func (e *Engine) stepDetails(ctx context.Context, d *ExecutionDetail) error {
+	id := d.JobExecutionID
+	var steps []StepExecution
+	if err := e.db.NewSelect().Model(&steps).Where("job_execution_id = ? AND parent_step_execution_id IS NULL", id).
+		Order("step_execution_id").Scan(ctx); err != nil {
+		return fmt.Errorf("load steps: %w", err)
+	}
+	var parts []partitionCounts
+	if err := e.db.NewRaw(`SELECT parent_step_execution_id, status, count(*) AS n, sum(read_count) AS read, sum(write_count) AS write,
+		sum(read_skip_count + process_skip_count + write_skip_count) AS skip
+		FROM batch_step_execution WHERE job_execution_id = ? AND parent_step_execution_id IS NOT NULL GROUP BY 1, 2`, id).Scan(ctx, &parts); err != nil {
+		return fmt.Errorf("load partitions: %w", err)
+	}
+	var done, total int
+	for _, s := range steps {
+		sd, sdone, stotal := stepDetail(s, parts)
+		done, total = done+sdone, total+stotal
+		d.ReadCount += sd.LiveRead
+		d.WriteCount += sd.LiveWrite
+		d.SkipCount += sd.LiveSkip
+		d.FilterCount += s.FilterCount
+		d.Steps = append(d.Steps, sd)
+	}
+	if total > 0 {
+		d.Progress = float64(done) / float64(total)
+	}
+	return nil
+}
+
+// stepDetail sums a step's partitions (a step without them counts as one)
+// and returns how many of them have finished, of how many.
+func stepDetail(s StepExecution, parts []partitionCounts) (sd StepDetail, done, total int) {
+	sd = StepDetail{StepExecution: s}
+	for _, p := range parts {
+		if p.Parent != s.StepExecutionID {
+			continue
+		}
+		if sd.PartitionsByStatus == nil {
+			sd.PartitionsByStatus = map[string]int{}
+		}
+		sd.PartitionsByStatus[p.Status] += p.N
+		sd.LiveRead += p.Read
+		sd.LiveWrite += p.Write
+		sd.LiveSkip += p.Skip
+		total += p.N
+		if !Running(p.Status) {
+			done += p.N
+		}
+	}
+	if sd.PartitionsByStatus == nil {
+		total = 1
+		if !Running(s.Status) {
+			done = 1
+		}
+		sd.LiveRead, sd.LiveWrite = s.ReadCount, s.WriteCount
+		sd.LiveSkip = s.ReadSkipCount + s.ProcessSkipCount + s.WriteSkipCount
+	}
+	return sd, done, total
 }
 
 // LastExecutions returns the newest execution of each job name.

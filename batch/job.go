@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
-
 )
 
 // Job declares a batch job: a flow of nodes run in order.
@@ -59,6 +58,10 @@ type StepContext struct {
 	JobName, StepName string
 	// Range is the partition's key range (chunk steps).
 	Range Range
+	// ChunkStart is the first key the current chunk may read (chunk steps):
+	// the partition's start, or one past its last committed key. A chunk
+	// redone after a failure starts at the same key.
+	ChunkStart int64
 	// Context is the step execution context, saved with each transaction.
 	// Chunk steps keep their checkpoint under the key "batch.last_key".
 	Context map[string]any
@@ -73,28 +76,21 @@ type Counts struct {
 }
 
 // Tasklet is one-shot work. It runs in tx, which also commits the step's
-// context and version; return Continuable to be called again.
+// context and version; return Continuable to be called again. It must make
+// no network call (use an IOTasklet).
 type Tasklet func(ctx context.Context, tx bun.Tx, sc *StepContext) (RepeatStatus, error)
 
-// JobListener hooks an execution's start and end. Both run inside the
-// transaction that changes the execution's status, so they run once per
-// execution even when tasks are delivered twice.
-type JobListener struct {
-	BeforeJob func(ctx context.Context, tx bun.Tx, je *JobExecution, p Params) error
-	AfterJob  func(ctx context.Context, tx bun.Tx, je *JobExecution, p Params) error
-}
-
-// StepListener hooks a step execution's start and end (the parent's, for a
-// partitioned step), inside the transaction that changes its status.
-type StepListener struct {
-	BeforeStep func(ctx context.Context, tx bun.Tx, se *StepExecution, p Params) error
-	AfterStep  func(ctx context.Context, tx bun.Tx, se *StepExecution, p Params) error
-}
+// IOTasklet is a tasklet that calls out (storage, a webhook). It runs
+// outside any transaction, on db; the engine then commits its context and
+// counts in a short fenced transaction. A delivery that loses the fence
+// has still done its work, so the work must be idempotent.
+type IOTasklet func(ctx context.Context, db bun.IDB, sc *StepContext) (RepeatStatus, error)
 
 // Step is one step of a job. Build it with NewTasklet or NewChunk.
 type Step struct {
 	name      string
 	tasklet   Tasklet
+	ioTasklet IOTasklet
 	chunk     chunkRunner
 	part      Partitioner
 	skip      SkipPolicy
@@ -106,8 +102,19 @@ type Step struct {
 // Name returns the step's name.
 func (s *Step) Name() string { return s.name }
 
+// isTasklet reports whether the step is a tasklet of either kind.
+func (s *Step) isTasklet() bool { return s.tasklet != nil || s.ioTasklet != nil }
+
 // Partitioned reports whether the step runs as partition tasks.
 func (s *Step) Partitioned() bool { return s.chunk != nil }
+
+// WithRetry sets a tasklet's RetryPolicy (chunk steps take theirs in
+// ChunkStep) and returns s: a failed call is rolled back and, when the
+// policy retries its error, called again after the backoff.
+func (s *Step) WithRetry(p RetryPolicy) *Step {
+	s.retry = p
+	return s
+}
 
 // WithListeners adds step listeners and returns s.
 func (s *Step) WithListeners(ls ...StepListener) *Step {
@@ -118,6 +125,11 @@ func (s *Step) WithListeners(ls ...StepListener) *Step {
 // NewTasklet declares a tasklet step.
 func NewTasklet(name string, t Tasklet) *Step {
 	return &Step{name: name, tasklet: t}
+}
+
+// NewIOTasklet declares a tasklet step that calls out; see IOTasklet.
+func NewIOTasklet(name string, t IOTasklet) *Step {
+	return &Step{name: name, ioTasklet: t}
 }
 
 // Registry maps job names to their definitions. Worker, scheduler, API and

@@ -2,12 +2,12 @@ package batch
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
-
 )
 
 // Launch starts job name with params p. Spring Batch's rules hold, enforced
@@ -34,70 +34,90 @@ func (e *Engine) Launch(ctx context.Context, name string, p Params) (*JobExecuti
 }
 
 func (e *Engine) launch(ctx context.Context, job *Job, p Params) (*JobExecution, error) {
-	je := &JobExecution{Status: StatusStarting, ExitCode: ExitUnknown}
+	var je *JobExecution
 	err := e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		inst := &JobInstance{JobName: job.Name, JobKey: p.JobKey()}
-		// DO UPDATE (not NOTHING) so the row is returned and locked: concurrent
-		// launches of one instance queue here and see each other's execution.
-		if err := tx.NewInsert().Model(inst).
-			On("CONFLICT (job_name, job_key) DO UPDATE").Set("job_name = EXCLUDED.job_name").
-			Returning("job_instance_id, create_time").Scan(ctx); err != nil {
-			return fmt.Errorf("create job instance: %w", err)
+		inst, err := instanceFor(ctx, tx, job, p)
+		if err != nil {
+			return err
 		}
-		var last JobExecution
-		err := tx.NewSelect().Model(&last).Where("job_instance_id = ?", inst.JobInstanceID).
-			Order("job_execution_id DESC").Limit(1).Scan(ctx)
-		if err == nil {
-			var completed bool
-			completed, err = tx.NewSelect().Model((*JobExecution)(nil)).
-				Where("job_instance_id = ? AND status = ?", inst.JobInstanceID, StatusCompleted).Exists(ctx)
-			if err != nil {
-				return err
-			}
-			switch {
-			case completed:
-				return fmt.Errorf("%s: %w (instance %d)", job.Name, ErrAlreadyComplete, inst.JobInstanceID)
-			case Running(last.Status):
-				return &AlreadyRunningError{JobName: job.Name, JobExecutionID: last.JobExecutionID}
-			case last.Status == StatusAbandoned:
-				return fmt.Errorf("%s: %w: execution %d", job.Name, ErrAbandoned, last.JobExecutionID)
-			}
-		}
-		je.JobInstanceID = inst.JobInstanceID
-		if _, err := tx.NewInsert().Model(je).Returning("*").Exec(ctx); err != nil {
-			var pe *pgconn.PgError
-			if errors.As(err, &pe) && pe.Code == "23505" {
-				return &AlreadyRunningError{JobName: job.Name}
-			}
-			return fmt.Errorf("create job execution: %w", err)
-		}
-		rows := make([]JobExecutionParam, 0, len(p))
-		for k, v := range p {
-			id := "N"
-			if v.Identifying {
-				id = "Y"
-			}
-			rows = append(rows, JobExecutionParam{JobExecutionID: je.JobExecutionID, ParameterName: k, ParameterType: "STRING", ParameterValue: v.Value, Identifying: id})
-		}
-		if len(rows) > 0 {
-			if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
-				return fmt.Errorf("save job parameters: %w", err)
-			}
-		}
-		if _, err := tx.NewInsert().Model(&JobExecutionContext{JobExecutionID: je.JobExecutionID, ShortContext: "{}"}).Exec(ctx); err != nil {
-			return fmt.Errorf("save job context: %w", err)
-		}
-		je.Instance = inst
-		return nil
+		je, err = createExecution(ctx, tx, job, inst, p)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	e.m.execution(job.Name, StatusStarting)
 	e.log.InfoContext(ctx, "job launched", "job", job.Name, "job_execution_id", je.JobExecutionID, "job_instance_id", je.JobInstanceID)
-	if err := e.enqueueJob(ctx, je.JobExecutionID); err != nil {
+	if err := e.enqueueJob(ctx, je); err != nil {
 		return je, fmt.Errorf("execution %d created but not queued (the reconciler will start it): %w", je.JobExecutionID, err)
 	}
+	return je, nil
+}
+
+// instanceFor finds or creates the job instance of p, locked for tx, and
+// refuses it by Spring's rules: complete, running or abandoned.
+func instanceFor(ctx context.Context, tx bun.Tx, job *Job, p Params) (*JobInstance, error) {
+	inst := &JobInstance{JobName: job.Name, JobKey: p.JobKey()}
+	// DO UPDATE (not NOTHING) so the row is returned and locked: concurrent
+	// launches of one instance queue here and see each other's execution.
+	if err := tx.NewInsert().Model(inst).
+		On("CONFLICT (job_name, job_key) DO UPDATE").Set("job_name = EXCLUDED.job_name").
+		Returning("job_instance_id, create_time").Scan(ctx); err != nil {
+		return nil, fmt.Errorf("create job instance: %w", err)
+	}
+	var last JobExecution
+	err := tx.NewSelect().Model(&last).Where("job_instance_id = ?", inst.JobInstanceID).
+		Order("job_execution_id DESC").Limit(1).Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return inst, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load the last execution of instance %d: %w", inst.JobInstanceID, err)
+	}
+	completed, err := tx.NewSelect().Model((*JobExecution)(nil)).
+		Where("job_instance_id = ? AND status = ?", inst.JobInstanceID, StatusCompleted).Exists(ctx)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case completed:
+		return nil, fmt.Errorf("%s: %w (instance %d)", job.Name, ErrAlreadyComplete, inst.JobInstanceID)
+	case Running(last.Status):
+		return nil, &AlreadyRunningError{JobName: job.Name, JobExecutionID: last.JobExecutionID}
+	case last.Status == StatusAbandoned:
+		return nil, fmt.Errorf("%s: %w: execution %d", job.Name, ErrAbandoned, last.JobExecutionID)
+	}
+	return inst, nil
+}
+
+// createExecution creates a STARTING execution of inst with its parameters
+// and an empty context.
+func createExecution(ctx context.Context, tx bun.Tx, job *Job, inst *JobInstance, p Params) (*JobExecution, error) {
+	je := &JobExecution{Status: StatusStarting, ExitCode: ExitUnknown, JobInstanceID: inst.JobInstanceID}
+	if _, err := tx.NewInsert().Model(je).Returning("*").Exec(ctx); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" {
+			return nil, &AlreadyRunningError{JobName: job.Name}
+		}
+		return nil, fmt.Errorf("create job execution: %w", err)
+	}
+	rows := make([]JobExecutionParam, 0, len(p))
+	for k, v := range p {
+		id := "N"
+		if v.Identifying {
+			id = "Y"
+		}
+		rows = append(rows, JobExecutionParam{JobExecutionID: je.JobExecutionID, ParameterName: k, ParameterType: "STRING", ParameterValue: v.Value, Identifying: id})
+	}
+	if len(rows) > 0 {
+		if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
+			return nil, fmt.Errorf("save job parameters: %w", err)
+		}
+	}
+	if _, err := tx.NewInsert().Model(&JobExecutionContext{JobExecutionID: je.JobExecutionID, ShortContext: "{}"}).Exec(ctx); err != nil {
+		return nil, fmt.Errorf("save job context: %w", err)
+	}
+	je.Instance = inst
 	return je, nil
 }
 

@@ -36,7 +36,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-func (m *Metrics) chunk(job, step string, o *chunkOutcome, d time.Duration) {
+func (m *Metrics) chunk(job, step string, o *chunk, d time.Duration) {
 	if m == nil {
 		return
 	}

@@ -1,5 +1,9 @@
 package batch
 
+// The job repository's bun models: Spring Batch 5's tables (DESIGN §3) with
+// our additions (partitions, generations, workers, skipped items). The SQL in
+// migrations/ is the source of truth.
+
 import (
 	"time"
 
@@ -31,6 +35,9 @@ type JobExecution struct {
 	ExitCode       string     `bun:"exit_code,notnull" json:"exit_code"`
 	ExitMessage    string     `bun:"exit_message,notnull" json:"exit_message"`
 	LastUpdated    time.Time  `bun:"last_updated,nullzero,notnull,default:current_timestamp" json:"last_updated"`
+	// Generation counts the reconciler's re-drives of the execution; control
+	// tasks carry it in their IDs.
+	Generation int `bun:"generation,notnull" json:"generation"`
 
 	Instance *JobInstance `bun:"rel:belongs-to,join:job_instance_id=job_instance_id" json:"instance,omitempty"`
 }
@@ -84,6 +91,11 @@ type StepExecution struct {
 	ExitCode              string     `bun:"exit_code,notnull" json:"exit_code"`
 	ExitMessage           string     `bun:"exit_message,notnull" json:"exit_message"`
 	LastUpdated           time.Time  `bun:"last_updated,nullzero,notnull,default:current_timestamp" json:"last_updated"`
+	// Generation counts re-drives and hand-backs of a partition or tasklet;
+	// its task carries it, and a delivery of an older generation drops out.
+	Generation int `bun:"generation,notnull" json:"generation"`
+	// WorkerID is the worker that claimed it last (see WorkerInfo).
+	WorkerID *string `bun:"worker_id" json:"worker_id,omitempty"`
 }
 
 // StepExecutionContext is the JSON context of a step execution; a chunk
@@ -107,4 +119,18 @@ type SkipRecord struct {
 	Phase           string    `bun:"phase,notnull" json:"phase"`
 	Error           string    `bun:"error,notnull" json:"error"`
 	CreateTime      time.Time `bun:"create_time,nullzero,notnull,default:current_timestamp" json:"create_time"`
+}
+
+// WorkerInfo is a row of batch_worker: a live worker process and its
+// heartbeat, kept by Worker.
+type WorkerInfo struct {
+	bun.BaseModel `bun:"table:batch_worker"`
+
+	WorkerID    string    `bun:"worker_id,pk" json:"worker_id"`
+	Hostname    string    `bun:"hostname,notnull" json:"hostname"`
+	PID         int       `bun:"pid,notnull" json:"pid"`
+	Concurrency int       `bun:"concurrency,notnull" json:"concurrency"`
+	State       string    `bun:"state,notnull" json:"state"`
+	StartedAt   time.Time `bun:"started_at,nullzero,notnull,default:current_timestamp" json:"started_at"`
+	HeartbeatAt time.Time `bun:"heartbeat_at,nullzero,notnull,default:current_timestamp" json:"heartbeat_at"`
 }

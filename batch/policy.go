@@ -28,10 +28,13 @@ func (p SkipPolicy) canSkip(err error, skipped int64) bool {
 }
 
 // RetryPolicy decides which errors a chunk is retried for, in process,
-// before the item is skipped or the step fails.
+// before the item is skipped or the step fails. Retries wait outside any
+// transaction: a failed write rolls its chunk transaction back first.
 type RetryPolicy struct {
 	// Retryable reports whether err is transient. Default: errors wrapped
-	// with Retryable.
+	// with Retryable, and errors whose origin says a retry may help (a
+	// Retryable() bool method returning true, as storage and notify errors
+	// have).
 	Retryable func(err error) bool
 	// Limit is the most attempts after the first. Default 0: no retry.
 	Limit int
@@ -44,8 +47,7 @@ func (p RetryPolicy) retryable(err error) bool {
 	if p.Retryable != nil {
 		return p.Retryable(err)
 	}
-	var re *RetryableError
-	return errors.As(err, &re)
+	return retryableByOrigin(err)
 }
 
 func (p RetryPolicy) backoff(attempt int) time.Duration {

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/uptrace/bun"
-
 )
 
 // This file holds the job repository's reads and writes that are shared by

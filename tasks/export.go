@@ -21,6 +21,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/xuri/excelize/v2"
 
 	"github.com/passbatch/passbatch/batch"
@@ -198,14 +199,14 @@ func RequestExport(ctx context.Context, db bun.IDB, r ExportRequest, by string, 
 
 // ExpireExports marks COMPLETED exports past their retention, and FAILED
 // ones not restarted within it, EXPIRED and removes their files (the file
-// and any part files left by a failure). It runs before every export job. A
-// removal is repeated harmlessly if the transaction rolls back.
+// and any part files left by a failure). It runs before every export job,
+// outside any transaction: the files go first, then the status, so a crash
+// in between only repeats the (idempotent) removal next time.
 func ExpireExports(ctx context.Context, db bun.IDB, store storage.Store, now time.Time) (int, error) {
+	const due = `(status = 'COMPLETED' AND expires_at <= ?) OR (status = 'FAILED' AND modified_at <= ?)`
 	var ids []int64
-	if err := db.NewRaw(`UPDATE export SET status = 'EXPIRED', modified_at = now()
-		WHERE (status = 'COMPLETED' AND expires_at <= ?) OR (status = 'FAILED' AND modified_at <= ?)
-		RETURNING id`, now, now.Add(-ExportRetention)).Scan(ctx, &ids); err != nil {
-		return 0, fmt.Errorf("expire exports: %w", err)
+	if err := db.NewRaw(`SELECT id FROM export WHERE `+due+` ORDER BY id`, now, now.Add(-ExportRetention)).Scan(ctx, &ids); err != nil {
+		return 0, fmt.Errorf("find expired exports: %w", err)
 	}
 	for _, id := range ids {
 		files, err := store.List(ctx, fmt.Sprintf("exports/%d/", id))
@@ -218,7 +219,12 @@ func ExpireExports(ctx context.Context, db bun.IDB, store storage.Store, now tim
 			}
 		}
 	}
-	return len(ids), nil
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	n, err := exec(ctx, db, "expire exports", `UPDATE export SET status = 'EXPIRED', modified_at = now() WHERE id = ANY(?) AND (`+due+`)`,
+		pgdialect.Array(ids), now, now.Add(-ExportRetention))
+	return int(n), err
 }
 
 // exportRow is one row of an export: its key and its cells as text.
@@ -306,25 +312,25 @@ func ExportJob(d Deps) *batch.Job {
 					je.Status+": "+je.ExitMessage, id)
 			}
 			d.Logger.InfoContext(ctx, "export finished", "export_id", id, "status", je.Status, "job_execution_id", je.JobExecutionID)
-			if err != nil {
-				return err
-			}
+			return err
+		}, AfterJobCommitted: func(ctx context.Context, je *batch.JobExecution, p batch.Params) {
 			// The event also goes to the notifier (the webhook when configured),
-			// best effort: a receiver that is down must not hold the export back.
+			// best effort and after the commit: a receiver that is down must
+			// not hold the export back, nor a transaction open.
+			id, _ := p.Int(ParamExportID, 0)
 			key := fmt.Sprintf("export:%d:%s", id, je.Status)
 			msg := notify.Message{UUID: uuid.NewSHA1(uuid.NameSpaceURL, []byte("passbatch:"+key)), Event: "EXPORT_" + je.Status, DedupKey: key,
 				Text: fmt.Sprintf("export %d finished: %s %s", id, je.Status, je.ExitMessage)}
 			if serr := d.Notifier.Send(ctx, msg); serr != nil {
 				d.Logger.WarnContext(ctx, "export event not delivered", "export_id", id, "err", serr)
 			}
-			return nil
 		}}},
 		Flow: []batch.Node{
-			batch.NewTasklet("expire-old", func(ctx context.Context, tx bun.Tx, sc *batch.StepContext) (batch.RepeatStatus, error) {
-				n, err := ExpireExports(ctx, tx, d.Store, time.Now())
+			batch.NewIOTasklet("expire-old", func(ctx context.Context, db bun.IDB, sc *batch.StepContext) (batch.RepeatStatus, error) {
+				n, err := ExpireExports(ctx, db, d.Store, time.Now())
 				sc.Counts.Write = int64(n)
 				return batch.Finished, err
-			}),
+			}).WithRetry(batch.RetryPolicy{Limit: 3}),
 			batch.NewTasklet("count", func(ctx context.Context, tx bun.Tx, sc *batch.StepContext) (batch.RepeatStatus, error) {
 				e, k, f, err := loadExport(ctx, tx, sc)
 				if err != nil {
@@ -353,11 +359,12 @@ func ExportJob(d Deps) *batch.Job {
 					})(ctx, db, sc)
 				},
 				ChunkSize: 5000,
-				// A part that cannot be stored (storage down, disk full) is
-				// retried in place a few times before the step fails; a restart
-				// then resumes from the finished partitions.
+				// A chunk's rows become one CSV part file, stored outside the
+				// chunk transaction; one that cannot be stored (storage down,
+				// disk full) is retried in place a few times before the step
+				// fails, and a restart then resumes from the finished partitions.
 				Retry: batch.RetryPolicy{Limit: 3},
-				Writer: func(ctx context.Context, tx bun.Tx, sc *batch.StepContext, rows []exportRow) error {
+				Emit: func(ctx context.Context, sc *batch.StepContext, rows []exportRow) error {
 					var buf bytes.Buffer
 					w := csv.NewWriter(&buf)
 					for _, r := range rows {
@@ -367,34 +374,30 @@ func ExportJob(d Deps) *batch.Job {
 					}
 					w.Flush()
 					id, _ := sc.Params.Int(ParamExportID, 0)
-					// Named by where the chunk starts (the checkpoint), so a redone
-					// chunk rewrites its own part whatever rows it finds.
-					from := sc.Range.Start
-					if v, ok := sc.Context["batch.last_key"]; ok {
-						if n, err := strconv.ParseInt(fmt.Sprint(v), 10, 64); err == nil {
-							from = n + 1
-						}
-					}
-					key := fmt.Sprintf("exports/%d/parts/%s/%020d.csv", id, partName(sc), uint64(from)^(1<<63))
-					if _, err := d.Store.Put(ctx, key, &buf); err != nil {
-						return batch.Retryable(fmt.Errorf("write part %s: %w", key, err))
-					}
+					// Named by where the chunk starts, so a redone chunk rewrites
+					// its own part whatever rows it finds.
+					key := fmt.Sprintf("exports/%d/parts/%s/%020d.csv", id, partName(sc), uint64(sc.ChunkStart)^(1<<63))
+					_, err := d.Store.Put(ctx, key, &buf)
+					return err
+				},
+				Writer: func(ctx context.Context, tx bun.Tx, sc *batch.StepContext, rows []exportRow) error {
+					id, _ := sc.Params.Int(ParamExportID, 0)
 					_, err := exec(ctx, tx, "count export rows", "UPDATE export SET written_rows = written_rows + ? WHERE id = ?", len(rows), id)
 					return err
 				},
 			}),
-			batch.NewTasklet("merge", func(ctx context.Context, tx bun.Tx, sc *batch.StepContext) (batch.RepeatStatus, error) {
-				e, k, _, err := loadExport(ctx, tx, sc)
+			batch.NewIOTasklet("merge", func(ctx context.Context, db bun.IDB, sc *batch.StepContext) (batch.RepeatStatus, error) {
+				e, k, _, err := loadExport(ctx, db, sc)
 				if err != nil {
 					return batch.Finished, err
 				}
-				n, err := mergeExport(ctx, d.Store, tx, e, k)
+				n, err := mergeExport(ctx, d.Store, db, e, k)
 				if err != nil {
 					return batch.Finished, err
 				}
 				sc.Counts.Read, sc.Counts.Write = n, n
 				return batch.Finished, nil
-			}),
+			}).WithRetry(batch.RetryPolicy{Limit: 3}),
 		},
 	}
 }
@@ -432,8 +435,9 @@ func (r exportReader) Read(ctx context.Context, db bun.IDB, sc *batch.StepContex
 func (exportReader) Key(r exportRow) int64 { return r.ID }
 
 // mergeExport joins the parts in key order into the export's file, stores
-// it, records size, SHA-256 and rows, and deletes the parts.
-func mergeExport(ctx context.Context, store storage.Store, tx bun.Tx, e *models.Export, k exportKind) (int64, error) {
+// it, records size, SHA-256 and rows, and deletes the parts. It runs outside
+// any transaction; a repeat rewrites the same file.
+func mergeExport(ctx context.Context, store storage.Store, db bun.IDB, e *models.Export, k exportKind) (int64, error) {
 	prefix := fmt.Sprintf("exports/%d/parts/", e.ID)
 	parts, err := store.List(ctx, prefix)
 	if err != nil {
@@ -458,7 +462,7 @@ func mergeExport(ctx context.Context, store storage.Store, tx bun.Tx, e *models.
 		return 0, fmt.Errorf("store export %d: %w", e.ID, err)
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
-	if _, err := exec(ctx, tx, "record export file", `UPDATE export SET file_key = ?, size_bytes = ?, sha256 = ?, written_rows = ?, modified_at = now() WHERE id = ?`,
+	if _, err := exec(ctx, db, "record export file", `UPDATE export SET file_key = ?, size_bytes = ?, sha256 = ?, written_rows = ?, modified_at = now() WHERE id = ?`,
 		key, size, sum, rows, e.ID); err != nil {
 		return 0, err
 	}

@@ -230,7 +230,7 @@ var errDiskFull = errors.New("disk full")
 
 func (s *faultyStore) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 	if strings.Contains(key, "/parts/") && s.failing.Load() && s.puts.Add(1) > s.after {
-		return 0, errDiskFull
+		return 0, &storage.Error{Op: "put", Key: key, Err: errDiskFull, Temporary: true}
 	}
 	return s.Store.Put(ctx, key, r)
 }

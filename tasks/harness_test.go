@@ -57,18 +57,16 @@ func setup(t *testing.T, o options) *bundle {
 	}
 	reg := tasks.Registry(tasks.Deps{DB: db.DB, Notifier: o.notifier, Store: jobStore, Logger: log, Partitions: 4})
 	eng := batch.New(db.DB, client, reg, batch.Options{Logger: log})
-	srv := asynq.NewServer(opt, asynq.Config{
-		Concurrency: 8, Queues: batch.Queues(map[string]int{tasks.QueueSchedule: 6}), LogLevel: asynq.FatalLevel,
-		TaskCheckInterval: 50 * time.Millisecond,
-		RetryDelayFunc:    func(int, error, *asynq.Task) time.Duration { return 100 * time.Millisecond },
+	w := eng.NewWorker(opt, batch.WorkerOptions{
+		Concurrency: 8, Queues: batch.Queues(map[string]int{tasks.QueueSchedule: 6}), Logger: log,
+		RetryDelay: func(int, error, *asynq.Task) time.Duration { return 100 * time.Millisecond },
 	})
 	mux := asynq.NewServeMux()
-	eng.Register(mux)
 	mux.Handle(tasks.TaskGrantBulkPass, tasks.GrantHandler(eng))
-	if err := srv.Start(mux); err != nil {
+	if err := w.Start(context.Background(), mux); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.Shutdown)
+	t.Cleanup(func() { w.Stop(context.Background()) })
 	return &bundle{db: db, engine: eng, client: client, store: store}
 }
 

@@ -70,8 +70,8 @@ func MakeStatisticsJob(d Deps) *batch.Job {
 		Flow: []batch.Node{
 			batch.NewTasklet("hourly", hourlyTasklet),
 			&batch.Split{Flows: [][]*batch.Step{
-				{batch.NewTasklet("daily-report", reportTasklet(d.Store, daily))},
-				{batch.NewTasklet("weekly-report", reportTasklet(d.Store, weekly))},
+				{batch.NewIOTasklet("daily-report", reportTasklet(d.Store, daily))},
+				{batch.NewIOTasklet("weekly-report", reportTasklet(d.Store, weekly))},
 			}},
 		},
 	}
@@ -140,8 +140,8 @@ var weekly = report{
 
 // reportTasklet writes one CSV per period touched by [from, to), one period
 // per call (its context remembers where it got to).
-func reportTasklet(store storage.Store, r report) batch.Tasklet {
-	return func(ctx context.Context, tx bun.Tx, sc *batch.StepContext) (batch.RepeatStatus, error) {
+func reportTasklet(store storage.Store, r report) batch.IOTasklet {
+	return func(ctx context.Context, db bun.IDB, sc *batch.StepContext) (batch.RepeatStatus, error) {
 		from, to := window(sc)
 		start, _ := r.period(from)
 		if v, ok := sc.Context["next"].(string); ok {
@@ -160,7 +160,7 @@ func reportTasklet(store storage.Store, r report) batch.Tasklet {
 			Attended  int64     `bun:"attended_count"`
 			Cancelled int64     `bun:"cancelled_count"`
 		}
-		if err := tx.NewRaw(`SELECT date_trunc(?, statistics_at AT TIME ZONE ?) AT TIME ZONE ? AS at,
+		if err := db.NewRaw(`SELECT date_trunc(?, statistics_at AT TIME ZONE ?) AT TIME ZONE ? AS at,
 				sum(all_count) AS all_count, sum(attended_count) AS attended_count, sum(cancelled_count) AS cancelled_count
 			FROM statistics WHERE statistics_at >= ? AND statistics_at < ? GROUP BY 1 ORDER BY 1`,
 			r.bucket, seoul.String(), seoul.String(), start, end).Scan(ctx, &rows); err != nil {

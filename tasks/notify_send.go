@@ -32,13 +32,14 @@ type outgoing struct {
 }
 
 // sendStep sends the unsent notifications of one event through the
-// notifier, partitioned by id. The processor sends (8 at a time); the
-// writer marks the sent ones in the chunk transaction — after the receiver
-// accepted them, so delivery is at-least-once and the Idempotency-Key (the
-// notification's uuid) lets the receiver drop repeats. A refused one (4xx)
-// is skipped with the reason and marked with it, so it is not sent again;
-// a 5xx or timeout is retried three times, then fails the step (the next
-// run sends what is left).
+// notifier, partitioned by id. The processor sends (8 at a time, outside
+// any transaction); the writer marks the sent ones in the short chunk
+// transaction — after the receiver accepted them, so delivery is
+// at-least-once and the Idempotency-Key (the notification's uuid) lets the
+// receiver drop repeats. A refused one (4xx, *notify.PermanentError) is
+// skipped with the reason and marked with it, so it is not sent again; a
+// 5xx or timeout (*notify.TransientError) is retried three times, then
+// fails the step (the next run sends what is left).
 func sendStep(d Deps, name, event string) *batch.Step {
 	filter := func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery {
 		return q.Where("sent = false AND error IS NULL AND event = ?", event)
@@ -52,15 +53,7 @@ func sendStep(d Deps, name, event string) *batch.Step {
 			KeyOf: func(o outgoing) int64 { return o.ID },
 		},
 		Processor: func(ctx context.Context, sc *batch.StepContext, o outgoing) (outgoing, error) {
-			err := d.Notifier.Send(ctx, notify.Message{UUID: o.UUID, UserID: o.UserID, Event: o.Event, DedupKey: o.DedupKey, Text: o.Text})
-			switch {
-			case err == nil:
-				return o, nil
-			case notify.IsPermanent(err):
-				return o, batch.Skippable(err)
-			default:
-				return o, batch.Retryable(err)
-			}
+			return o, d.Notifier.Send(ctx, notify.Message{UUID: o.UUID, UserID: o.UserID, Event: o.Event, DedupKey: o.DedupKey, Text: o.Text})
 		},
 		Concurrency: 8,
 		ChunkSize:   200,
@@ -75,7 +68,7 @@ func sendStep(d Deps, name, event string) *batch.Step {
 			return err
 		},
 		Retry: batch.RetryPolicy{Limit: 3},
-		Skip:  batch.SkipPolicy{Limit: 1 << 30},
+		Skip:  batch.SkipPolicy{Limit: 1 << 30, Skippable: notify.IsPermanent},
 		OnSkip: func(ctx context.Context, tx bun.Tx, sc *batch.StepContext, skipped []batch.SkippedItem) error {
 			for _, s := range skipped {
 				if _, err := exec(ctx, tx, "mark refused", `UPDATE notification SET error = ?, modified_at = now() WHERE id = ?`,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -112,6 +113,28 @@ func LaunchHandler(eng *batch.Engine, now func() time.Time) asynq.HandlerFunc {
 			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 		}
 		return err
+	}
+}
+
+// CatchUp launches each entry's job for its latest tick at or before now,
+// as a cron that fires once after downtime would (a missed tick is not
+// lost). The instance of that tick may exist already — run by another
+// scheduler, or before a restart — and is then refused, which is fine.
+func CatchUp(ctx context.Context, eng *batch.Engine, entries []Entry, now time.Time, log *slog.Logger) {
+	for _, e := range entries {
+		tick, err := LastTick(e.Cron, now)
+		if err != nil {
+			continue
+		}
+		p := batch.Params{batch.ParamRunAt: {Value: tick.Format(time.RFC3339), Identifying: true}}
+		je, err := eng.Launch(ctx, e.Job, p)
+		switch {
+		case err == nil:
+			log.InfoContext(ctx, "catch-up launch", "job", e.Job, "run_at", tick, "job_execution_id", je.JobExecutionID)
+		case errors.Is(err, batch.ErrAlreadyComplete), errors.Is(err, batch.ErrAlreadyRunning):
+		default:
+			log.WarnContext(ctx, "catch-up launch failed", "job", e.Job, "err", err)
+		}
 	}
 }
 

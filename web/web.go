@@ -7,9 +7,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"time"
-
 	"net/http"
+	"sync/atomic"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
@@ -50,6 +50,9 @@ type Options struct {
 	Now func() time.Time
 	// LoginLimit is the failed logins allowed per client IP a minute. Default 10.
 	LoginLimit int
+	// Draining, once true, makes /readyz answer 503 so a load balancer
+	// stops sending requests while the server drains. Nil: never.
+	Draining *atomic.Bool
 }
 
 type server struct {
@@ -112,6 +115,9 @@ func New(o Options) *fiber.App {
 // readyz pings Postgres and Redis; 503 names the failing part.
 func readyz(o Options) fiber.Handler {
 	return func(c *fiber.Ctx) error {
+		if o.Draining != nil && o.Draining.Load() {
+			return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "draining"})
+		}
 		ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
 		defer cancel()
 		checks := fiber.Map{}

@@ -68,15 +68,13 @@ func setupWith(t *testing.T, withWorker bool, loginLimit int) *bundle {
 	go app.Listener(ln)
 	t.Cleanup(func() { _ = app.Shutdown() })
 	if withWorker {
-		srv := asynq.NewServer(opt, asynq.Config{Concurrency: 4, Queues: batch.Queues(map[string]int{tasks.QueueSchedule: 6}),
-			LogLevel: asynq.FatalLevel, TaskCheckInterval: 50 * time.Millisecond})
+		w := eng.NewWorker(opt, batch.WorkerOptions{Concurrency: 4, Queues: batch.Queues(map[string]int{tasks.QueueSchedule: 6})})
 		mux := asynq.NewServeMux()
-		eng.Register(mux)
 		mux.Handle(tasks.TaskGrantBulkPass, tasks.GrantHandler(eng))
-		if err := srv.Start(mux); err != nil {
+		if err := w.Start(context.Background(), mux); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(srv.Shutdown)
+		t.Cleanup(func() { w.Stop(context.Background()) })
 	}
 	return &bundle{db: db, url: "http://" + ln.Addr().String(), engine: eng, redis: rd.URL, store: store}
 }

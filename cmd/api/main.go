@@ -1,43 +1,91 @@
 // Command api serves passbatch's JSON API, pages, /healthz, /readyz and
-// /metrics on HTTP_ADDR. It is stateless: run several behind a load balancer.
+// /metrics on HTTP_ADDR. It is stateless: run several behind a load
+// balancer. On SIGTERM /readyz turns 503 and in-flight requests finish
+// within SHUTDOWN_TIMEOUT.
 package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
+	"sync"
+	"sync/atomic"
+
+	"github.com/gofiber/fiber/v2"
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/config"
-	"github.com/passbatch/passbatch/internal/service"
+	"github.com/passbatch/passbatch/internal/system"
 	"github.com/passbatch/passbatch/tasks"
 	"github.com/passbatch/passbatch/web"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	service.Main(ctx, "api", config.Need{Redis: true, Web: true}, func(ctx context.Context, s *service.Service) error {
-		s.Metrics.MustRegister(batch.NewExecutionsCollector(s.DB))
-		schedule, err := tasks.ScheduleFromEnv(os.LookupEnv)
-		if err != nil {
-			return err
-		}
-		app := web.New(web.Options{
-			DB: s.DB, Logger: s.Logger, Metrics: s.Metrics, PingRedis: s.PingRedis,
-			Engine: s.Engine, Client: s.Client, Redis: s.Redis, Store: s.Store,
-			AdminToken: s.Config.AdminToken, SessionSecret: s.Config.SessionSecret, Schedule: schedule,
-		})
-		errc := make(chan error, 1)
-		go func() { errc <- app.Listen(s.Config.HTTPAddr) }()
-		s.Logger.Info("api listening", "addr", s.Config.HTTPAddr)
-		select {
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-			return app.ShutdownWithTimeout(10 * time.Second)
-		}
+	system.Main("api", config.Need{Redis: true, Web: true}, func(cfg config.Config, log *slog.Logger) system.Program {
+		return &Main{Config: cfg, Logger: log}
 	})
+}
+
+// Main is the api program.
+type Main struct {
+	Config config.Config
+	Logger *slog.Logger
+
+	sys      *system.System
+	app      *fiber.App
+	draining atomic.Bool
+	wg       sync.WaitGroup
+}
+
+// Run opens the system and starts serving HTTP_ADDR.
+func (m *Main) Run(ctx context.Context) error {
+	sys, err := system.Open(ctx, m.Config, m.Logger, "passbatch-api")
+	if err != nil {
+		return err
+	}
+	m.sys = sys
+	sys.Metrics.MustRegister(batch.NewExecutionsCollector(sys.DB))
+	schedule, err := tasks.ScheduleFromEnv(os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	m.app = web.New(web.Options{
+		DB: sys.DB, Logger: m.Logger, Metrics: sys.Metrics, PingRedis: sys.PingRedis,
+		Engine: sys.Engine, Client: sys.Client, Redis: sys.Redis, Store: sys.Store,
+		AdminToken: m.Config.AdminToken, SessionSecret: m.Config.SessionSecret, Schedule: schedule,
+		Draining: &m.draining,
+	})
+	ln, err := net.Listen("tcp", m.Config.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", m.Config.HTTPAddr, err)
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := m.app.Listener(ln); err != nil {
+			m.Logger.Error("http server", "err", err)
+		}
+	}()
+	m.Logger.Info("api listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Close turns /readyz to 503, lets in-flight requests finish within
+// SHUTDOWN_TIMEOUT and closes the system.
+func (m *Main) Close() error {
+	m.draining.Store(true)
+	var err error
+	if m.app != nil {
+		if serr := m.app.ShutdownWithTimeout(m.Config.Fleet.ShutdownTimeout); serr != nil && !errors.Is(serr, context.DeadlineExceeded) {
+			err = fmt.Errorf("http server: %w", serr)
+		}
+	}
+	m.wg.Wait()
+	if m.sys != nil {
+		m.sys.Close()
+	}
+	return err
 }

@@ -15,10 +15,10 @@ import (
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/config"
-	"github.com/passbatch/passbatch/internal/service"
+	"github.com/passbatch/passbatch/internal/system"
 )
 
-func openService(ctx context.Context) (*service.Service, error) {
+func openService(ctx context.Context) (*system.System, error) {
 	cfg, err := config.FromEnv(config.Need{Redis: true})
 	if err != nil {
 		return nil, err
@@ -28,7 +28,7 @@ func openService(ctx context.Context) (*service.Service, error) {
 	if os.Getenv("LOG_LEVEL") == "" {
 		cfg.LogLevel = slog.LevelWarn
 	}
-	return service.Open(ctx, cfg, cfg.Logger())
+	return system.Open(ctx, cfg, cfg.Logger(), "passbatch-ptctl")
 }
 
 // jobsErr maps the engine's refusals to exit statuses.

@@ -1,36 +1,28 @@
 // Command scheduler enqueues the jobs' cron launches and runs the
-// reconciler of stalled executions. Several may run: a tick produces one
-// execution whatever the number of schedulers.
+// reconciler, which re-drives the work of dead workers within seconds and
+// stalled executions after RECONCILE_STALE_AFTER. Several may run: a tick
+// produces one execution whatever the number of schedulers, and two
+// reconcilers skip each other's locked rows.
 //
-// RECONCILE_EVERY (default 30s) and RECONCILE_STALE_AFTER (default 2m) tune
-// the reconciler; SCHEDULE_<JOB> overrides a job's cron or turns it off.
+// SCHEDULE_<JOB> overrides a job's cron or turns it off.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
+	"sync"
 	"time"
 
+	"github.com/hibiken/asynq"
+
+	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/config"
-	"github.com/passbatch/passbatch/internal/service"
+	"github.com/passbatch/passbatch/internal/system"
 	"github.com/passbatch/passbatch/tasks"
 )
-
-func duration(name string, def time.Duration) time.Duration {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		fmt.Fprintf(os.Stderr, "scheduler: config: %s: want a duration such as 30s\n", name)
-		os.Exit(2)
-	}
-	return d
-}
 
 func main() {
 	entries, err := tasks.ScheduleFromEnv(os.LookupEnv)
@@ -38,11 +30,75 @@ func main() {
 		fmt.Fprintf(os.Stderr, "scheduler: config: %v\n", err)
 		os.Exit(2)
 	}
-	every := duration("RECONCILE_EVERY", 30*time.Second)
-	stale := duration("RECONCILE_STALE_AFTER", 2*time.Minute)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	service.Main(ctx, "scheduler", config.Need{Redis: true}, func(ctx context.Context, s *service.Service) error {
-		return s.RunScheduler(ctx, entries, every, stale)
+	system.Main("scheduler", config.Need{Redis: true}, func(cfg config.Config, log *slog.Logger) system.Program {
+		return &Main{Config: cfg, Logger: log, Entries: entries}
 	})
+}
+
+// Main is the scheduler program.
+type Main struct {
+	Config  config.Config
+	Logger  *slog.Logger
+	Entries []tasks.Entry
+
+	sys    *system.System
+	sch    *asynq.Scheduler
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Run registers the cron table, launches each job's latest tick and starts
+// the reconciler.
+func (m *Main) Run(ctx context.Context) error {
+	sys, err := system.Open(ctx, m.Config, m.Logger, "passbatch-scheduler")
+	if err != nil {
+		return err
+	}
+	m.sys = sys
+	m.sch = asynq.NewScheduler(sys.Redis, &asynq.SchedulerOpts{
+		Logger: batch.AsynqLogger(m.Logger.With("component", "asynq")), LogLevel: asynq.WarnLevel, Location: time.UTC,
+		PostEnqueueFunc: func(info *asynq.TaskInfo, err error) {
+			if err != nil && !errors.Is(err, asynq.ErrDuplicateTask) {
+				m.Logger.Warn("cron enqueue failed", "err", err)
+			}
+		},
+	})
+	for _, e := range m.Entries {
+		// Unique: a second scheduler firing the same tick adds no second task.
+		if _, err := m.sch.Register(e.Cron, tasks.NewLaunchTask(e), asynq.Queue(tasks.QueueSchedule),
+			asynq.Unique(50*time.Second), asynq.MaxRetry(3)); err != nil {
+			return fmt.Errorf("schedule %s (%s): %w", e.Job, e.Cron, err)
+		}
+		m.Logger.Info("scheduled", "job", e.Job, "cron", e.Cron)
+	}
+	if err := m.sch.Start(); err != nil {
+		return fmt.Errorf("start scheduler: %w", err)
+	}
+	tasks.CatchUp(ctx, sys.Engine, m.Entries, time.Now(), m.Logger)
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancel = cancel
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		sys.Engine.RunReconciler(rctx, batch.ReconcileOptions{
+			Every: m.Config.Fleet.ReconcileEvery, StaleAfter: m.Config.Fleet.ReconcileStaleAfter, FailoverAfter: m.Config.Fleet.FailoverAfter,
+		})
+	}()
+	return nil
+}
+
+// Close stops the cron and the reconciler, waits for them and closes the
+// system.
+func (m *Main) Close() error {
+	if m.sch != nil {
+		m.sch.Shutdown()
+	}
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.wg.Wait()
+	if m.sys != nil {
+		m.sys.Close()
+	}
+	return nil
 }

@@ -1,7 +1,8 @@
-// Package service wires passbatch's parts together from a config: the
-// database, Redis, the notifier, file storage, the job registry and the
-// batch engine. Every main package builds one and adds its own front.
-package service
+// Package system opens what a passbatch process runs on, from its config:
+// the database, Redis, the notifier, file storage, the job registry and the
+// batch engine. Every main package opens one and adds its own front (the
+// api's web server, the worker, the scheduler).
+package system
 
 import (
 	"context"
@@ -22,8 +23,8 @@ import (
 	"github.com/passbatch/passbatch/tasks"
 )
 
-// Service is the wired system a process runs.
-type Service struct {
+// System is the wired system a process runs.
+type System struct {
 	Config config.Config
 	Logger *slog.Logger
 	DB     *bun.DB
@@ -40,11 +41,19 @@ type Service struct {
 	Metrics *prometheus.Registry
 }
 
-// Open connects to Postgres and (when configured) Redis and builds the engine.
-func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Service, error) {
-	s := &Service{Config: cfg, Logger: log, Metrics: prometheus.NewRegistry()}
+// Open connects to Postgres and (when configured) Redis and builds the
+// engine. appName names the process's database sessions (a worker's is its
+// worker ID); they get the config's session limits, so a frozen process
+// cannot hold locks for long.
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger, appName string) (*System, error) {
+	s := &System{Config: cfg, Logger: log, Metrics: prometheus.NewRegistry()}
 	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	db, err := database.Open(ctx, cfg.DatabaseURL, database.Options{MaxOpenConns: 4 * cfg.WorkerConcurrency})
+	db, err := database.Open(ctx, cfg.DatabaseURL, database.Options{
+		MaxOpenConns: 4 * cfg.WorkerConcurrency, ApplicationName: appName,
+		Session: database.SessionLimits{
+			IdleInTransaction: cfg.Fleet.IdleInTransactionTimeout, Lock: cfg.Fleet.LockTimeout, Statement: cfg.Fleet.StatementTimeout,
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -68,12 +77,12 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Service, e
 	}
 	s.Notifier = notify.FromConfig(cfg.NotifyWebhookURL, log)
 	s.Registry = tasks.Registry(tasks.Deps{DB: db, Notifier: s.Notifier, Store: s.Store, Logger: log})
-	s.Engine = batch.New(db, s.Client, s.Registry, batch.Options{Logger: log, Metrics: batch.NewMetrics(s.Metrics)})
+	s.Engine = batch.New(db, s.Client, s.Registry, batch.Options{Logger: log, Metrics: batch.NewMetrics(s.Metrics), MaxRetry: cfg.Fleet.TaskMaxRetry})
 	return s, nil
 }
 
 // PingRedis checks that Redis answers.
-func (s *Service) PingRedis(ctx context.Context) error {
+func (s *System) PingRedis(ctx context.Context) error {
 	if s.RedisClient == nil {
 		return fmt.Errorf("redis is not configured")
 	}
@@ -81,7 +90,7 @@ func (s *Service) PingRedis(ctx context.Context) error {
 }
 
 // Close releases the connections.
-func (s *Service) Close() {
+func (s *System) Close() {
 	if s.Client != nil {
 		s.Client.Close()
 	}

@@ -79,18 +79,7 @@ func IncStep(step string, o Options) *batch.Step {
 	}
 	proc := o.Processor
 	if proc == nil {
-		proc = func(ctx context.Context, sc *batch.StepContext, it Item) (Item, error) {
-			if ms, _ := sc.Params.Int("sleep_ms", 0); ms > 0 {
-				time.Sleep(time.Duration(ms) * time.Millisecond)
-			}
-			if it.Bad == "process" {
-				return it, batch.Skippable(fmt.Errorf("item %d is bad", it.ID))
-			}
-			if it.Bad == "filter" {
-				return it, batch.ErrFiltered
-			}
-			return it, nil
-		}
+		proc = process
 	}
 	return batch.NewChunk(step, batch.ChunkStep[Item, Item]{
 		Reader: batch.KeysetReader[Item]{
@@ -100,42 +89,62 @@ func IncStep(step string, o Options) *batch.Step {
 			},
 			KeyOf: func(it Item) int64 { return it.ID },
 		},
-		Processor: proc,
-		Writer: func(ctx context.Context, tx bun.Tx, sc *batch.StepContext, items []Item) error {
-			ids := make([]int64, 0, len(items))
-			for _, it := range items {
-				if it.Bad == "write" {
-					// A write that fails for this item's data, like a CHECK violation.
-					if _, err := tx.ExecContext(ctx, "UPDATE t SET n = 2 WHERE id = ?", it.ID); err != nil {
-						return batch.Skippable(err)
-					}
-				}
-				ids = append(ids, it.ID)
-			}
-			set := "n = n + 1"
-			if o.SetFlag {
-				set += ", flag = true"
-			}
-			if _, err := tx.NewRaw("UPDATE t SET "+set+" WHERE id = ANY(?)", pgdialect.Array(ids)).Exec(ctx); err != nil {
-				return err
-			}
-			if !o.Hot {
-				return nil
-			}
-			if _, err := tx.NewRaw("UPDATE hot SET n = n + ? WHERE id = 1", len(ids)).Exec(ctx); err != nil {
-				return err
-			}
-			if ms, _ := sc.Params.Int("hold_ms", 0); ms > 0 {
-				time.Sleep(time.Duration(ms) * time.Millisecond) // a slow write, the lock held
-			}
-			return nil
-		},
+		Processor:   proc,
+		Writer:      o.write,
 		ChunkSize:   o.ChunkSize,
 		Concurrency: o.Concurrency,
 		Partitioner: batch.KeyRangePartitioner("t", "id", o.Partitions, filter),
 		Skip:        o.Skip,
 		Retry:       o.Retry,
 	})
+}
+
+// process is the default processor: it fails items whose bad is
+// "process", filters those whose bad is "filter", and sleeps the param
+// sleep_ms per item.
+func process(ctx context.Context, sc *batch.StepContext, it Item) (Item, error) {
+	if ms, _ := sc.Params.Int("sleep_ms", 0); ms > 0 {
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+	}
+	if it.Bad == "process" {
+		return it, batch.Skippable(fmt.Errorf("item %d is bad", it.ID))
+	}
+	if it.Bad == "filter" {
+		return it, batch.ErrFiltered
+	}
+	return it, nil
+}
+
+// write sets n = n + 1 on the items in one statement (an item whose bad is
+// "write" fails it, as a CHECK violation would), and for a Hot job adds
+// the chunk to the hot row and holds it the param hold_ms.
+func (o Options) write(ctx context.Context, tx bun.Tx, sc *batch.StepContext, items []Item) error {
+	ids := make([]int64, 0, len(items))
+	for _, it := range items {
+		if it.Bad == "write" {
+			if _, err := tx.ExecContext(ctx, "UPDATE t SET n = 2 WHERE id = ?", it.ID); err != nil {
+				return batch.Skippable(err)
+			}
+		}
+		ids = append(ids, it.ID)
+	}
+	set := "n = n + 1"
+	if o.SetFlag {
+		set += ", flag = true"
+	}
+	if _, err := tx.NewRaw("UPDATE t SET "+set+" WHERE id = ANY(?)", pgdialect.Array(ids)).Exec(ctx); err != nil {
+		return err
+	}
+	if !o.Hot {
+		return nil
+	}
+	if _, err := tx.NewRaw("UPDATE hot SET n = n + ? WHERE id = 1", len(ids)).Exec(ctx); err != nil {
+		return err
+	}
+	if ms, _ := sc.Params.Int("hold_ms", 0); ms > 0 {
+		time.Sleep(time.Duration(ms) * time.Millisecond) // a slow write, the lock held
+	}
+	return nil
 }
 
 // Registry holds the jobs the test worker binary serves: "inc" (8

@@ -1,9 +1,12 @@
 // Command testworker is a worker process serving the engine's test jobs, so
 // tests can run several and SIGKILL one mid-job. It reads DATABASE_URL,
-// REDIS_URL and WORKER_CONCURRENCY (default 4) and stops on SIGTERM/SIGINT.
+// REDIS_URL, WORKER_CONCURRENCY (default 4) and WORKER_ID (default a new
+// one; also its database sessions' application_name) and drains on
+// SIGTERM/SIGINT.
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -30,7 +33,10 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	db, err := database.Open(ctx, os.Getenv("DATABASE_URL"), database.Options{})
+	// As cmd/worker: a frozen worker's transaction ends after 2s idle.
+	id := cmp.Or(os.Getenv("WORKER_ID"), batch.NewWorkerID())
+	db, err := database.Open(ctx, os.Getenv("DATABASE_URL"), database.Options{ApplicationName: id,
+		Session: database.SessionLimits{IdleInTransaction: 2 * time.Second, Lock: 10 * time.Second, Statement: time.Minute}})
 	if err != nil {
 		return err
 	}
@@ -47,18 +53,15 @@ func run(ctx context.Context) error {
 	if n, err := strconv.Atoi(os.Getenv("WORKER_CONCURRENCY")); err == nil && n > 0 {
 		concurrency = n
 	}
-	srv := asynq.NewServer(opt, asynq.Config{
-		Concurrency: concurrency, Queues: batch.Queues(nil), LogLevel: asynq.WarnLevel,
-		RetryDelayFunc:    func(int, error, *asynq.Task) time.Duration { return 100 * time.Millisecond },
-		ShutdownTimeout:   5 * time.Second,
+	w := eng.NewWorker(opt, batch.WorkerOptions{ID: id,
+		Concurrency: concurrency, Logger: log, ShutdownTimeout: 10 * time.Second,
+		RetryDelay:        func(int, error, *asynq.Task) time.Duration { return 100 * time.Millisecond },
 		TaskCheckInterval: 100 * time.Millisecond,
 	})
-	mux := asynq.NewServeMux()
-	eng.Register(mux)
-	if err := srv.Start(mux); err != nil {
+	if err := w.Start(ctx, nil); err != nil {
 		return err
 	}
 	<-ctx.Done()
-	srv.Shutdown()
+	w.Stop(context.WithoutCancel(ctx))
 	return nil
 }

@@ -1,0 +1,256 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun"
+)
+
+// partitionRun is one delivery of a partition task. It claims the partition
+// for its generation, then commits it chunk by chunk until the partition
+// ends, the job stops, the worker drains (the partition is handed back) or
+// another delivery takes it over (a fence fails: this one leaves).
+type partitionRun struct {
+	e         *Engine
+	env       *stepEnv
+	se        *StepExecution
+	sc        *StepContext
+	log       *slog.Logger
+	version   int64
+	jobStatus Status
+	from      int64 // the next chunk's first key
+	skips     int64 // items skipped so far (for the skip limit)
+	rollbacks int64 // rolled-back attempts not yet counted
+}
+
+// handlePartition runs one partition task.
+func (e *Engine) handlePartition(ctx context.Context, t *asynq.Task) error {
+	var p stepExecPayload
+	if err := decode(t, &p); err != nil {
+		return err
+	}
+	r, err := e.claimPartition(ctx, p)
+	if err != nil || r == nil {
+		return err
+	}
+	return r.run(ctx)
+}
+
+// claimPartition loads and claims the partition of p; nil when there is
+// nothing to do (it ended, or a newer generation drives it).
+func (e *Engine) claimPartition(ctx context.Context, p stepExecPayload) (*partitionRun, error) {
+	se, err := loadStepExecution(ctx, e.db, p.StepExecutionID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%w: %w", err, asynq.SkipRetry) // no execution to leave without a task
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !Running(se.Status) || se.ParentStepExecutionID == nil || p.Generation < se.Generation {
+		return nil, nil
+	}
+	env, err := e.loadStepEnv(ctx, e.db, se.JobExecutionID, se.StepName)
+	if err != nil {
+		return nil, err // unknown job or step here: another worker may know it
+	}
+	c, err := claim(ctx, e.db, se.StepExecutionID, p.Generation, workerID(ctx))
+	if errors.Is(err, errFenced) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, err := loadStepContext(ctx, e.db, se.StepExecutionID)
+	if err != nil {
+		return nil, err
+	}
+	r := &partitionRun{e: e, env: env, se: se, sc: env.stepContext(se, m), version: c.Version, jobStatus: c.JobStatus,
+		skips: se.ReadSkipCount + se.ProcessSkipCount + se.WriteSkipCount}
+	r.from = r.sc.Range.Start
+	if k, ok := lastKey(m); ok {
+		r.from = k + 1
+	}
+	r.log = e.log.With("job", env.job.Name, "job_execution_id", se.JobExecutionID, "step", se.StepName,
+		"step_execution_id", se.StepExecutionID, "partition", deref(se.PartitionKey))
+	return r, nil
+}
+
+// run commits chunks until the partition ends or this delivery leaves it.
+func (r *partitionRun) run(ctx context.Context) error {
+	for {
+		switch {
+		case stopping(r.jobStatus):
+			return r.end(ctx, StatusStopped, "stopped between chunks")
+		case draining(ctx):
+			return r.handBack(ctx)
+		}
+		start := time.Now()
+		r.sc.ChunkStart = r.from
+		c, err := r.env.step.chunk.prepare(ctx, r.e.db, r.sc, r.from, r.skips)
+		if err == nil {
+			err = r.commitChunk(ctx, c)
+		}
+		if err != nil {
+			return r.fault(ctx, err)
+		}
+		r.e.m.chunk(r.env.job.Name, r.se.StepName, c, time.Since(start))
+		r.skips += c.processSkips + c.writeSkips
+		if c.exhausted {
+			return nil
+		}
+		r.from = c.lastKey + 1
+		if err := ctx.Err(); err != nil {
+			return err // shutting down: the committed chunks stay, the task is redelivered
+		}
+	}
+}
+
+// fault decides what an error of a chunk means for the partition.
+func (r *partitionRun) fault(ctx context.Context, err error) error {
+	var sf *stepFailure
+	switch {
+	case errors.Is(err, errFenced):
+		r.log.InfoContext(ctx, "partition owned by another delivery; leaving it")
+		return nil
+	case errors.As(err, &sf):
+		r.log.WarnContext(ctx, "partition failed", "err", sf.err)
+		r.rollbacks++
+		return r.end(ctx, StatusFailed, sf.err.Error())
+	}
+	return fmt.Errorf("partition %d chunk from key %d: %w", r.se.StepExecutionID, r.from, err) // infrastructure: asynq retries
+}
+
+// commitChunk writes a prepared chunk in one transaction with its fence,
+// skips, counters and checkpoint (and, for the last chunk, the partition's
+// end). A write the RetryPolicy retries rolls the transaction back and is
+// tried again after the backoff, outside the transaction.
+func (r *partitionRun) commitChunk(ctx context.Context, c *chunk) error {
+	policy := r.env.step.chunk.retryPolicy()
+	for attempt := 0; ; attempt++ {
+		err := r.e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+			js, err := fence(ctx, tx, r.se.StepExecutionID, r.version)
+			if err != nil {
+				return err
+			}
+			r.jobStatus = js
+			if err := r.env.step.chunk.write(ctx, tx, r.sc, c, r.skips+c.processSkips, attempt < policy.Limit); err != nil {
+				return err
+			}
+			return r.record(ctx, tx, c)
+		})
+		var rw *retryWrite
+		if errors.As(err, &rw) {
+			r.rollbacks++
+			if err := sleep(ctx, policy.backoff(attempt+1)); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		r.version++ // the fence's
+		r.rollbacks = 0
+		return nil
+	}
+}
+
+// record writes a chunk's skipped items, counters and checkpoint in tx, and
+// ends the partition after its last chunk.
+func (r *partitionRun) record(ctx context.Context, tx bun.Tx, c *chunk) error {
+	if err := r.recordSkips(ctx, tx, c); err != nil {
+		return err
+	}
+	if _, err := tx.NewUpdate().Model((*StepExecution)(nil)).
+		Set("read_count = read_count + ?", c.read).Set("write_count = write_count + ?", c.written).
+		Set("filter_count = filter_count + ?", c.filtered).
+		Set("process_skip_count = process_skip_count + ?", c.processSkips).
+		Set("write_skip_count = write_skip_count + ?", c.writeSkips).
+		Set("rollback_count = rollback_count + ?", r.rollbacks).
+		Set("commit_count = commit_count + 1").
+		Where("step_execution_id = ?", r.se.StepExecutionID).Exec(ctx); err != nil {
+		return fmt.Errorf("count chunk: %w", err)
+	}
+	if c.read > 0 {
+		r.sc.Context[checkpointKey] = c.lastKey
+		if err := saveStepContext(ctx, tx, r.se.StepExecutionID, r.sc.Context); err != nil {
+			return err
+		}
+	}
+	if c.exhausted {
+		return r.e.finishPartition(ctx, tx, r.se, r.env.je.Generation, StatusCompleted, "", 0)
+	}
+	return nil
+}
+
+// recordSkips records a chunk's skipped items and runs the skip listener.
+func (r *partitionRun) recordSkips(ctx context.Context, tx bun.Tx, c *chunk) error {
+	if len(c.skips) == 0 {
+		return nil
+	}
+	rows := make([]SkipRecord, len(c.skips))
+	items := make([]SkippedItem, len(c.skips))
+	for i, s := range c.skips {
+		rows[i] = SkipRecord{StepExecutionID: r.se.StepExecutionID, ItemKey: strconv.FormatInt(s.key, 10), Phase: s.phase, Error: truncate(s.err.Error(), 4000)}
+		items[i] = SkippedItem{Key: s.key, Phase: s.phase, Err: s.err}
+	}
+	if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
+		return fmt.Errorf("record skipped items: %w", err)
+	}
+	if r.env.step.onSkip != nil {
+		if err := r.env.step.onSkip(ctx, tx, r.sc, items); err != nil {
+			return fmt.Errorf("skip listener: %w", err)
+		}
+	}
+	return nil
+}
+
+// end ends the partition with status (STOPPED or FAILED) under its fence.
+func (r *partitionRun) end(ctx context.Context, status Status, msg string) error {
+	err := r.e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if _, err := fence(ctx, tx, r.se.StepExecutionID, r.version); err != nil {
+			return err
+		}
+		return r.e.finishPartition(ctx, tx, r.se, r.env.je.Generation, status, msg, r.rollbacks)
+	})
+	if errors.Is(err, errFenced) {
+		return nil
+	}
+	return err
+}
+
+// handBack gives the partition back to the queue at a chunk boundary (the
+// worker is draining): the next generation's task is enqueued in the
+// transaction that releases it, with the checkpoint already committed.
+func (r *partitionRun) handBack(ctx context.Context) error {
+	err := r.e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if _, err := fence(ctx, tx, r.se.StepExecutionID, r.version); err != nil {
+			return err
+		}
+		gen, err := releaseForRedrive(ctx, tx, r.se.StepExecutionID)
+		if err != nil {
+			return err
+		}
+		return r.e.enqueuePartition(ctx, r.se.StepExecutionID, gen)
+	})
+	if errors.Is(err, errFenced) {
+		return nil
+	}
+	if err == nil {
+		r.log.InfoContext(ctx, "partition handed back: the worker is draining", "next_key", r.from)
+	}
+	return err
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
