@@ -6,7 +6,7 @@ export ADMIN_TOKEN ?= dev-admin-token
 export SESSION_SECRET ?= dev-session-secret-change-me-0123456789
 export HTTP_ADDR ?= :8080
 
-.PHONY: build services dev test bench stop clean lint browser
+.PHONY: build services dev test chaos bench stop clean lint browser
 
 build:
 	$(GO) build -o bin/ ./cmd/...
@@ -28,6 +28,11 @@ browser:
 test: services browser
 	source .data/env && DATABASE_URL=$$TEST_DATABASE_URL REDIS_URL=$$TEST_REDIS_URL \
 		$(GO) test -race -count=1 -timeout 45m ./...
+
+# Every fault scenario over 200k bookings with real processes, a private
+# Postgres cluster and redis-server; writes chaos/results.md (a few minutes).
+chaos: services
+	CHAOS_FULL=1 $(GO) test -count=1 -timeout 30m -run TestChaos -v ./chaos/
 
 bench: build services
 	source .data/env && bin/ptctl bench $(BENCH_ARGS)
