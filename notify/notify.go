@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/google/uuid"
@@ -110,13 +111,13 @@ func (w *Webhook) Send(ctx context.Context, m Message) error {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
 	if err != nil {
-		return &PermanentError{Body: err.Error()}
+		return &PermanentError{Body: "the webhook URL (NOTIFY_WEBHOOK_URL) is not a valid URL"}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", m.UUID.String())
 	resp, err := w.Client.Do(req)
 	if err != nil {
-		return &TransientError{Err: err}
+		return &TransientError{Err: hideURL(err)}
 	}
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -127,6 +128,16 @@ func (w *Webhook) Send(ctx context.Context, m Message) error {
 		return &PermanentError{Status: resp.StatusCode, Body: string(snippet)}
 	}
 	return &TransientError{Status: resp.StatusCode, Err: errors.New(string(snippet))}
+}
+
+// hideURL drops the request URL from a client error: the URL may carry a
+// token, and delivery errors reach step exit messages and logs.
+func hideURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s webhook: %w", ue.Op, ue.Err)
+	}
+	return err
 }
 
 // FromConfig returns the webhook notifier for url, or the log notifier when

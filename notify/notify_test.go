@@ -72,3 +72,32 @@ func TestWebhook(t *testing.T) {
 		t.Fatalf("%d requests, want 4", len(keys))
 	}
 }
+
+// TestWebhookErrorsHideTheURL: the webhook URL may carry a token; an error
+// from a failed delivery ends up in step exit messages on /admin/jobs, so
+// it names the host's failure, never the URL.
+func TestWebhookErrorsHideTheURL(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+	}))
+	defer srv.Close()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedURL := closed.URL
+	closed.Close()
+	m := notify.Message{UUID: uuid.New(), UserID: 1, Event: "BEFORE_CLASS", DedupKey: "k1"}
+	for _, base := range []string{srv.URL, closedURL} {
+		w := notify.NewWebhook(base+"/hook?token=s3cr3t-hook-token", 100*time.Millisecond)
+		err := w.Send(context.Background(), m)
+		var te *notify.TransientError
+		if !errors.As(err, &te) {
+			t.Fatalf("%s: %v, want a *TransientError", base, err)
+		}
+		if strings.Contains(err.Error(), "s3cr3t") || strings.Contains(err.Error(), "/hook") {
+			t.Fatalf("error names the webhook URL: %q", err)
+		}
+	}
+	if err := notify.NewWebhook("http://exa mple/?token=s3cr3t", time.Second).Send(context.Background(), m); err == nil || strings.Contains(err.Error(), "s3cr3t") {
+		t.Fatalf("bad URL: %v, want an error without the URL", err)
+	}
+}
