@@ -505,12 +505,28 @@ func mergeCSV(ctx context.Context, store storage.Store, parts []storage.Info, k 
 	if err := cw.Write(k.columns); err != nil {
 		return 0, err
 	}
-	n, err := eachPartRow(ctx, store, parts, cw.Write)
+	n, err := eachPartRow(ctx, store, parts, func(rec []string) error {
+		return cw.Write(defuseFormulas(rec, k.types))
+	})
 	cw.Flush()
 	if err == nil {
 		err = cw.Error()
 	}
 	return n, err
+}
+
+// defuseFormulas prefixes with ' every text cell a spreadsheet would take
+// for a formula (starting with =, +, -, @, a tab or a CR), so a member
+// named "=HYPERLINK(…)" is shown, not run, when an admin opens the CSV.
+// Numbers and times are left alone. XLSX cells are typed and need no such
+// care.
+func defuseFormulas(rec, types []string) []string {
+	for i, v := range rec {
+		if i < len(types) && types[i] == "text" && v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
+			rec[i] = "'" + v
+		}
+	}
+	return rec
 }
 
 // mergeXLSX streams the parts into one workbook, maxRows rows a sheet
@@ -570,7 +586,7 @@ func mergeXLSX(ctx context.Context, store storage.Store, parts []storage.Info, k
 		hdr := make([]any, len(k.columns))
 		for i, c := range k.columns {
 			if k.types[i] == "time" {
-				c += " (" + seoul.String() + ")"
+				c += " (" + models.Seoul.String() + ")"
 			}
 			hdr[i] = excelize.Cell{StyleID: bold, Value: c}
 		}
@@ -620,7 +636,7 @@ func xlsxCell(typ, v string, dateStyle int) any {
 	case "time":
 		if t, err := time.Parse(time.RFC3339, v); err == nil {
 			// The Seoul wall clock as a zone-less serial date.
-			t = t.In(seoul)
+			t = t.In(models.Seoul)
 			wall := time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), 0, time.UTC)
 			return excelize.Cell{StyleID: dateStyle, Value: wall}
 		}

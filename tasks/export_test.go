@@ -336,3 +336,35 @@ func deref(s *string) string {
 	}
 	return *s
 }
+
+// TestExportCSVDefusesFormulas: a member's name that a spreadsheet would
+// run as a formula is written with a leading ' in the CSV; numbers and
+// times are untouched, and XLSX keeps the name as text.
+func TestExportCSVDefusesFormulas(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	b.exportData(t, 10)
+	b.exec(t, `UPDATE users SET name = '=HYPERLINK("http://evil.example","x")' WHERE id = 1`)
+	b.exec(t, `UPDATE users SET name = '@SUM(1)' WHERE id = 2`)
+	e := b.runExport(t, tasks.ExportRequest{Kind: "bookings", Format: "csv"})
+	f, err := b.store.Open(context.Background(), *e.FileKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, r := range rows[1:] {
+		names[r[2]] = true
+		if _, err := strconv.ParseInt(r[0], 10, 64); err != nil {
+			t.Fatalf("id cell %q was changed", r[0])
+		}
+	}
+	want := map[string]bool{`'=HYPERLINK("http://evil.example","x")`: true, "'@SUM(1)": true}
+	if fmt.Sprint(names) != fmt.Sprint(want) {
+		t.Fatalf("user_name cells %v, want %v", names, want)
+	}
+}

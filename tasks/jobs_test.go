@@ -341,11 +341,23 @@ func TestScheduleFromEnv(t *testing.T) {
 	if got[tasks.JobUsePasses] != "*/5 * * * *" || got[tasks.JobExpirePasses] != "* * * * *" {
 		t.Fatalf("schedule %v", got)
 	}
-	if _, ok := got[tasks.JobMakeStatistics]; ok || len(got) != 5 {
+	if _, ok := got[tasks.JobMakeStatistics]; ok || len(got) != len(tasks.DefaultSchedule)-1 {
 		t.Fatalf("schedule %v, want make-statistics off", got)
 	}
 	env["SCHEDULE_ADD_PASSES"] = "every minute"
 	if _, err := tasks.ScheduleFromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err == nil || !strings.Contains(err.Error(), "SCHEDULE_ADD_PASSES") {
 		t.Fatalf("bad cron: %v, want an error naming SCHEDULE_ADD_PASSES", err)
+	}
+}
+
+func TestPurgeIdempotencyKeys(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	b.exec(t, `INSERT INTO idempotency_key (key, scope, request_hash, status, response, created_at) VALUES
+		('old', 's', 'h', 202, '{}', ?), ('fresh', 's', 'h', 202, '{}', ?)`, runAt.Add(-25*time.Hour), runAt.Add(-23*time.Hour))
+	je := b.run(t, tasks.JobPurgeIdempotencyKeys, runAt)
+	requireCompleted(t, je)
+	if keys := scan[[]string](t, b.db, "SELECT key FROM idempotency_key ORDER BY key"); fmt.Sprint(keys) != "[fresh]" {
+		t.Fatalf("keys after the purge: %v, want [fresh]", keys)
 	}
 }

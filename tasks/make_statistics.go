@@ -11,6 +11,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/passbatch/passbatch/batch"
+	"github.com/passbatch/passbatch/models"
 	"github.com/passbatch/passbatch/storage"
 )
 
@@ -108,7 +109,7 @@ func hourlyTasklet(ctx context.Context, tx bun.Tx, sc *batch.StepContext) (batch
 // report describes one kind of CSV report.
 type report struct {
 	dir    string
-	period func(t time.Time) (start time.Time, name string) // the period containing t, in seoul
+	period func(t time.Time) (start time.Time, name string) // the period containing t, on the gym's clock
 	next   func(start time.Time) time.Time
 	bucket string // SQL date_trunc unit of a row
 	layout string // a row's label
@@ -117,8 +118,8 @@ type report struct {
 var daily = report{
 	dir: "daily",
 	period: func(t time.Time) (time.Time, string) {
-		t = t.In(seoul)
-		s := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, seoul)
+		t = t.In(models.Seoul)
+		s := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, models.Seoul)
 		return s, s.Format("2006-01-02")
 	},
 	next:   func(s time.Time) time.Time { return s.AddDate(0, 0, 1) },
@@ -128,9 +129,9 @@ var daily = report{
 var weekly = report{
 	dir: "weekly",
 	period: func(t time.Time) (time.Time, string) {
-		t = t.In(seoul)
+		t = t.In(models.Seoul)
 		wd := (int(t.Weekday()) + 6) % 7 // Monday = 0
-		s := time.Date(t.Year(), t.Month(), t.Day()-wd, 0, 0, 0, 0, seoul)
+		s := time.Date(t.Year(), t.Month(), t.Day()-wd, 0, 0, 0, 0, models.Seoul)
 		y, w := s.ISOWeek()
 		return s, fmt.Sprintf("%d-W%02d", y, w)
 	},
@@ -163,7 +164,7 @@ func reportTasklet(store storage.Store, r report) batch.IOTasklet {
 		if err := db.NewRaw(`SELECT date_trunc(?, statistics_at AT TIME ZONE ?) AT TIME ZONE ? AS at,
 				sum(all_count) AS all_count, sum(attended_count) AS attended_count, sum(cancelled_count) AS cancelled_count
 			FROM statistics WHERE statistics_at >= ? AND statistics_at < ? GROUP BY 1 ORDER BY 1`,
-			r.bucket, seoul.String(), seoul.String(), start, end).Scan(ctx, &rows); err != nil {
+			r.bucket, models.Seoul.String(), models.Seoul.String(), start, end).Scan(ctx, &rows); err != nil {
 			return batch.Finished, fmt.Errorf("read statistics for %s: %w", name, err)
 		}
 		var buf bytes.Buffer
@@ -172,7 +173,7 @@ func reportTasklet(store storage.Store, r report) batch.IOTasklet {
 		var all, att, can int64
 		for _, row := range rows {
 			all, att, can = all+row.All, att+row.Attended, can+row.Cancelled
-			_ = w.Write([]string{row.At.In(seoul).Format(r.layout), strconv.FormatInt(row.All, 10), strconv.FormatInt(row.Attended, 10), strconv.FormatInt(row.Cancelled, 10)})
+			_ = w.Write([]string{row.At.In(models.Seoul).Format(r.layout), strconv.FormatInt(row.All, 10), strconv.FormatInt(row.Attended, 10), strconv.FormatInt(row.Cancelled, 10)})
 		}
 		_ = w.Write([]string{"total", strconv.FormatInt(all, 10), strconv.FormatInt(att, 10), strconv.FormatInt(can, 10)})
 		w.Flush()

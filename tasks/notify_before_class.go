@@ -46,7 +46,7 @@ func NotifyBeforeClassJob(d Deps) *batch.Job {
 						FROM booking b JOIN users u ON u.id = b.user_id JOIN pass s ON s.id = b.pass_id JOIN package p ON p.id = s.package_id
 						WHERE b.id = ANY(?)
 						ORDER BY b.id
-						ON CONFLICT (dedup_key) DO NOTHING`, models.EventBeforeClass, seoul.String(), pgdialect.Array(ids(items)))
+						ON CONFLICT (dedup_key) DO NOTHING`, models.EventBeforeClass, models.Seoul.String(), pgdialect.Array(ids(items)))
 					return err
 				},
 			}),

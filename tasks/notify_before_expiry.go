@@ -61,7 +61,7 @@ func NotifyBeforeExpiryJob(d Deps) *batch.Job {
 						WHERE s.id = ANY(?) AND s.remaining_count <= 1
 						ORDER BY 3
 						ON CONFLICT (dedup_key) DO NOTHING`,
-						models.EventBeforeExpiry, seoul.String(), pgdialect.Array(ids(items)), at, at.Add(time.Duration(days)*24*time.Hour),
+						models.EventBeforeExpiry, models.Seoul.String(), pgdialect.Array(ids(items)), at, at.Add(time.Duration(days)*24*time.Hour),
 						models.EventBeforeExpiry, pgdialect.Array(ids(items)))
 					return err
 				},

@@ -3,7 +3,6 @@ package tasks
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
@@ -12,15 +11,6 @@ import (
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/notify"
 )
-
-// seoul is where the gym's users read times.
-var seoul = func() *time.Location {
-	l, err := time.LoadLocation("Asia/Seoul")
-	if err != nil {
-		return time.FixedZone("KST", 9*3600)
-	}
-	return l
-}()
 
 type outgoing struct {
 	ID       int64     `bun:"id"`

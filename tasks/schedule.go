@@ -31,6 +31,7 @@ var DefaultSchedule = []Entry{
 	{JobUsePasses, "*/10 * * * *", "SCHEDULE_USE_PASSES"},
 	{JobMakeStatistics, "5 * * * *", "SCHEDULE_MAKE_STATISTICS"},
 	{JobNotifyBeforeExpiry, "0 9 * * *", "SCHEDULE_NOTIFY_BEFORE_EXPIRY"},
+	{JobPurgeIdempotencyKeys, "23 * * * *", "SCHEDULE_PURGE_IDEMPOTENCY_KEYS"},
 }
 
 var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
