@@ -2,8 +2,6 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 GO ?= go
-export ADMIN_TOKEN ?= dev-admin-token
-export SESSION_SECRET ?= dev-session-secret-change-me-0123456789
 export HTTP_ADDR ?= :8080
 
 .PHONY: build services dev test chaos bench stop clean lint browser
@@ -14,8 +12,10 @@ build:
 services:
 	scripts/services.sh start
 
+# make dev serves plain HTTP on localhost: cookies without Secure. Its admin
+# token is random per checkout (.data/secrets) and printed at start.
 dev: build services
-	source .data/env && bin/ptctl migrate && bin/ptctl seed --if-empty && exec scripts/run-dev.sh
+	source .data/env && export COOKIE_SECURE=false && bin/ptctl migrate && bin/ptctl seed --if-empty && exec scripts/run-dev.sh
 
 # Headless Chromium and Korean fonts for the browser tests; a failed install
 # only skips them.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -47,6 +48,45 @@ type Config struct {
 
 	// Fleet holds how processes hand work over, fail over and drain.
 	Fleet Fleet
+	// Web holds the api's security settings.
+	Web Web
+}
+
+// Web is how the api is published.
+type Web struct {
+	// MetricsToken is the bearer token /metrics wants. Default ADMIN_TOKEN
+	// (METRICS_TOKEN).
+	MetricsToken string
+	// CookieSecure marks cookies Secure with __Host- names and sends HSTS.
+	// Default true (COOKIE_SECURE); make dev sets false for plain HTTP.
+	CookieSecure bool
+	// TrustedProxies are the load balancers whose X-Forwarded-For is
+	// believed (TRUSTED_PROXIES: comma-separated addresses or CIDRs).
+	// Default none: the connection's peer is the client.
+	TrustedProxies []netip.Prefix
+	// AsynqmonReadOnly keeps /admin/monitoring from changing tasks and
+	// queues. Default true (ASYNQMON_READONLY).
+	AsynqmonReadOnly bool
+	// Pprof says when a worker serves /debug/pprof on METRICS_ADDR:
+	// "loopback" (default: only when METRICS_ADDR is a loopback address),
+	// "on" or "off" (PPROF).
+	Pprof string
+}
+
+// publishedSecrets are pieces of the example secrets in this repository's
+// docs, compose file and Makefiles: a server with one of them is open to
+// anyone who read them.
+var publishedSecrets = []string{"change-me", "changeme", "dev-admin-token", "dev-session-secret", "example", "replace-me"}
+
+// published reports whether a secret is (made from) a published example.
+func published(secret string) bool {
+	l := strings.ToLower(secret)
+	for _, p := range publishedSecrets {
+		if strings.Contains(l, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Fleet is how a fleet of processes keeps its work moving (DESIGN §9).
@@ -170,6 +210,12 @@ func Load(lookup func(string) (string, bool), need Need) (Config, error) {
 		if len(c.SessionSecret) < 32 {
 			return c, &Error{"SESSION_SECRET", "required: at least 32 random characters"}
 		}
+		if published(c.AdminToken) {
+			return c, &Error{"ADMIN_TOKEN", "is an example from the docs; use a random one (openssl rand -hex 24)"}
+		}
+		if published(c.SessionSecret) {
+			return c, &Error{"SESSION_SECRET", "is an example from the docs; use a random one (openssl rand -hex 32)"}
+		}
 	}
 	if c.StorageDir == "" {
 		c.StorageDir = "./.data/files"
@@ -204,8 +250,55 @@ func Load(lookup func(string) (string, bool), need Need) (Config, error) {
 		return c, &Error{"LOG_FORMAT", "want json or text"}
 	}
 	var err error
-	c.Fleet, err = loadFleet(get)
+	if c.Fleet, err = loadFleet(get); err != nil {
+		return c, err
+	}
+	c.Web, err = loadWeb(get, c)
 	return c, err
+}
+
+// loadWeb reads the api's security settings.
+func loadWeb(get func(string) string, c Config) (Web, error) {
+	w := Web{MetricsToken: get("METRICS_TOKEN"), CookieSecure: true, AsynqmonReadOnly: true, Pprof: "loopback"}
+	if w.MetricsToken == "" {
+		w.MetricsToken = c.AdminToken
+	} else if len(w.MetricsToken) < 12 || published(w.MetricsToken) {
+		return w, &Error{"METRICS_TOKEN", "want at least 12 random characters"}
+	}
+	for _, b := range []struct {
+		name string
+		into *bool
+	}{{"COOKIE_SECURE", &w.CookieSecure}, {"ASYNQMON_READONLY", &w.AsynqmonReadOnly}} {
+		if v := get(b.name); v != "" {
+			t, err := strconv.ParseBool(v)
+			if err != nil {
+				return w, &Error{b.name, "want true or false"}
+			}
+			*b.into = t
+		}
+	}
+	for _, f := range strings.Split(get("TRUSTED_PROXIES"), ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			a, aerr := netip.ParseAddr(f)
+			if aerr != nil {
+				return w, &Error{"TRUSTED_PROXIES", "want addresses or CIDRs, comma-separated, e.g. 10.0.0.0/8"}
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		w.TrustedProxies = append(w.TrustedProxies, p)
+	}
+	switch v := get("PPROF"); v {
+	case "":
+	case "loopback", "on", "off":
+		w.Pprof = v
+	default:
+		return w, &Error{"PPROF", "want loopback, on or off"}
+	}
+	return w, nil
 }
 
 // loadFleet reads the fleet's durations.

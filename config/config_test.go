@@ -47,6 +47,14 @@ func TestLoad(t *testing.T) {
 		{name: "failover within heartbeats", change: map[string]string{"HEARTBEAT_EVERY": "2s", "FAILOVER_AFTER": "5s"}, wantVar: "FAILOVER_AFTER"},
 		{name: "idle timeout off", change: map[string]string{"DB_IDLE_IN_TRANSACTION_TIMEOUT": "0"}},
 		{name: "negative lock timeout", change: map[string]string{"DB_LOCK_TIMEOUT": "-1s"}, wantVar: "DB_LOCK_TIMEOUT"},
+		{name: "compose's old example token", change: map[string]string{"ADMIN_TOKEN": "change-me-admin-token"}, need: Need{Web: true}, wantVar: "ADMIN_TOKEN"},
+		{name: "compose's old example secret", change: map[string]string{"SESSION_SECRET": "change-me-session-secret-0123456789abcdef"}, need: Need{Web: true}, wantVar: "SESSION_SECRET"},
+		{name: "the Makefile's old dev token", change: map[string]string{"ADMIN_TOKEN": "dev-admin-token"}, need: Need{Web: true}, wantVar: "ADMIN_TOKEN"},
+		{name: "the README's example secret", change: map[string]string{"SESSION_SECRET": "example-session-secret-0123456789abcdef"}, need: Need{Web: true}, wantVar: "SESSION_SECRET"},
+		{name: "bad cookie secure", change: map[string]string{"COOKIE_SECURE": "maybe"}, wantVar: "COOKIE_SECURE"},
+		{name: "bad trusted proxy", change: map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8, lb.example"}, wantVar: "TRUSTED_PROXIES"},
+		{name: "short metrics token", change: map[string]string{"METRICS_TOKEN": "short"}, wantVar: "METRICS_TOKEN"},
+		{name: "bad pprof", change: map[string]string{"PPROF": "yes"}, wantVar: "PPROF"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,6 +70,9 @@ func TestLoad(t *testing.T) {
 				}
 				if c.HTTPAddr != ":8080" || c.WorkerConcurrency != 10 || c.StorageDir != "./.data/files" {
 					t.Fatalf("defaults not applied: %+v", c)
+				}
+				if !c.Web.CookieSecure || !c.Web.AsynqmonReadOnly || c.Web.MetricsToken != c.AdminToken || c.Web.Pprof != "loopback" {
+					t.Fatalf("web defaults not applied: %+v", c.Web)
 				}
 				if c.Fleet.ShutdownTimeout != 25*time.Second || c.Fleet.FailoverAfter != 5*time.Second || c.Fleet.ReconcileStaleAfter != 2*time.Minute {
 					t.Fatalf("fleet defaults not applied: %+v", c.Fleet)

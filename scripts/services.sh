@@ -126,8 +126,24 @@ start_redis() {
 	REDIS_URL_BASE="redis://127.0.0.1:$port"
 }
 
+# dev_secrets makes the admin token and session secret of this checkout's
+# `make dev` once, random, readable by the owner only.
+dev_secrets() {
+	local f="$DATA/secrets"
+	if [ ! -s "$f" ]; then
+		local tok sec
+		tok=$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')
+		sec=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+		(umask 077 && printf 'DEV_ADMIN_TOKEN=%s\nDEV_SESSION_SECRET=%s\n' "$tok" "$sec" >"$f")
+		say "made a random admin token and session secret for make dev in $f"
+	fi
+	# shellcheck disable=SC1090
+	. "$f"
+}
+
 start() {
 	mkdir -p "$DATA"
+	dev_secrets
 	local db_url test_db_url redis_url test_redis_url
 	if [ -n "${DATABASE_URL:-}" ]; then
 		db_url=$DATABASE_URL
@@ -145,12 +161,15 @@ start() {
 		redis_url="$REDIS_URL_BASE/0"
 		test_redis_url="$REDIS_URL_BASE/1"
 	fi
-	cat >"$DATA/env" <<ENV
+	(umask 077 && cat >"$DATA/env" <<ENV
 export DATABASE_URL='$db_url'
 export TEST_DATABASE_URL='$test_db_url'
 export REDIS_URL='$redis_url'
 export TEST_REDIS_URL='$test_redis_url'
+export ADMIN_TOKEN="\${ADMIN_TOKEN:-$DEV_ADMIN_TOKEN}"
+export SESSION_SECRET="\${SESSION_SECRET:-$DEV_SESSION_SECRET}"
 ENV
+)
 	say "ready: Postgres ${db_url%%\?*}, Redis $redis_url (environment in .data/env)"
 }
 

@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/http/pprof"
 	"sync"
 	"time"
@@ -71,15 +73,18 @@ func (m *Main) Run(ctx context.Context) error {
 	return nil
 }
 
-// serveMetrics serves /metrics and the pprof profiles on METRICS_ADDR
-// (keep it on a private interface).
+// serveMetrics serves /metrics on METRICS_ADDR (keep it on a private
+// network), and the pprof profiles when PPROF allows: by default only when
+// METRICS_ADDR is a loopback address, since a profile shows memory.
 func (m *Main) serveMetrics() {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.sys.Metrics, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if pprofOn(m.Config.Web.Pprof, m.Config.MetricsAddr) {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	m.metrics = &http.Server{Addr: m.Config.MetricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	m.wg.Add(1)
 	go func() {
@@ -88,6 +93,25 @@ func (m *Main) serveMetrics() {
 			m.Logger.Error("metrics server", "err", err)
 		}
 	}()
+}
+
+// pprofOn says whether PPROF mode serves profiles on addr.
+func pprofOn(mode, addr string) bool {
+	switch mode {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // Close drains the worker, stops the metrics server and closes the system.

@@ -36,7 +36,7 @@ func (r *runner) apiLoad(ctx context.Context, clients, perClient int) (*APIResul
 	ln.Close()
 	cmd := exec.Command(r.o.APIBin)
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+r.dbURL, "REDIS_URL="+r.o.RedisURL, "HTTP_ADDR="+addr, "LOG_LEVEL=warn", "LOG_FORMAT=text",
-		"ADMIN_TOKEN=bench-admin-token-0123", "SESSION_SECRET=bench-session-secret-0123456789abcdef")
+		"ADMIN_TOKEN=bench-admin-token-0123", "SESSION_SECRET=bench-session-secret-0123456789abcdef", "COOKIE_SECURE=false")
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
