@@ -2,6 +2,7 @@ package batch
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,11 +56,25 @@ func (m *Metrics) execution(job string, status Status) {
 }
 
 // ExecutionsCollector reports the job repository's executions by job and
-// status (passbatch_job_executions), read from Postgres at scrape time.
+// status (passbatch_job_executions), read from Postgres at most every 15 s
+// however often it is scraped.
 type ExecutionsCollector struct {
 	db   *bun.DB
 	desc *prometheus.Desc
+
+	mu   sync.Mutex
+	at   time.Time
+	rows []executionCount
 }
+
+type executionCount struct {
+	Job    string `bun:"job_name"`
+	Status string `bun:"status"`
+	N      int64  `bun:"n"`
+}
+
+// executionsTTL is how long a count of the executions is served again.
+const executionsTTL = 15 * time.Second
 
 // NewExecutionsCollector returns a collector over db; register it once.
 func NewExecutionsCollector(db *bun.DB) *ExecutionsCollector {
@@ -72,20 +87,21 @@ func (c *ExecutionsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.des
 
 // Collect implements prometheus.Collector.
 func (c *ExecutionsCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	var rows []struct {
-		Job    string `bun:"job_name"`
-		Status string `bun:"status"`
-		N      int64  `bun:"n"`
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) > executionsTTL {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		var rows []executionCount
+		err := c.db.NewRaw(`SELECT i.job_name, e.status, count(*) AS n FROM batch_job_execution e
+			JOIN batch_job_instance i USING (job_instance_id) GROUP BY 1, 2`).Scan(ctx, &rows)
+		if err != nil {
+			ch <- prometheus.NewInvalidMetric(c.desc, err)
+			return
+		}
+		c.rows, c.at = rows, time.Now()
 	}
-	err := c.db.NewRaw(`SELECT i.job_name, e.status, count(*) AS n FROM batch_job_execution e
-		JOIN batch_job_instance i USING (job_instance_id) GROUP BY 1, 2`).Scan(ctx, &rows)
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(c.desc, err)
-		return
-	}
-	for _, r := range rows {
+	for _, r := range c.rows {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(r.N), r.Job, r.Status)
 	}
 }

@@ -74,6 +74,9 @@ type User struct {
 	PasswordHash string `bun:"password_hash,notnull" json:"-"`
 	Role         string `bun:"role,notnull" json:"role"`
 	Status       string `bun:"status,notnull" json:"status"`
+	// SessionEpoch is part of every session cookie of the user; bumping it
+	// (logout, a password, role or status change) ends them all.
+	SessionEpoch int `bun:"session_epoch,notnull" json:"-"`
 	Timestamps
 }
 

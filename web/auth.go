@@ -19,8 +19,10 @@ import (
 	"github.com/passbatch/passbatch/models"
 )
 
-// sessionCookie is the signed session cookie's name.
-const sessionCookie = "pb_session"
+// Sessions: a signed cookie "id.epoch.expiry.mac". The epoch is the user's
+// session_epoch when the cookie was made; logout bumps it (so do password,
+// role and status changes, by a trigger), which ends every session of the
+// user on every replica, copies of the cookie included.
 
 // sessionTTL is how long a login lasts.
 const sessionTTL = 12 * time.Hour
@@ -33,10 +35,9 @@ type identity struct {
 	Token  bool // authenticated by ADMIN_TOKEN
 }
 
-// signSession returns the cookie value for a user: "id.role.expiry.mac".
 func (s *server) signSession(u *models.User, now time.Time) string {
-	payload := fmt.Sprintf("%d.%s.%d", u.ID, u.Role, now.Add(sessionTTL).Unix())
-	return payload + "." + s.mac(payload)
+	payload := fmt.Sprintf("%d.%d.%d", u.ID, u.SessionEpoch, now.Add(sessionTTL).Unix())
+	return payload + "." + s.mac("session\x00"+payload)
 }
 
 func (s *server) mac(payload string) string {
@@ -45,30 +46,32 @@ func (s *server) mac(payload string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// readSession verifies a cookie value; it returns the user id and role.
-func (s *server) readSession(v string, now time.Time) (int64, string, bool) {
+// readSession verifies a cookie value; it returns the user id and epoch.
+func (s *server) readSession(v string, now time.Time) (id int64, epoch int, ok bool) {
 	i := strings.LastIndexByte(v, '.')
 	if i < 0 {
-		return 0, "", false
+		return 0, 0, false
 	}
 	payload, sig := v[:i], v[i+1:]
-	if subtle.ConstantTimeCompare([]byte(sig), []byte(s.mac(payload))) != 1 {
-		return 0, "", false
+	if subtle.ConstantTimeCompare([]byte(sig), []byte(s.mac("session\x00"+payload))) != 1 {
+		return 0, 0, false
 	}
 	parts := strings.Split(payload, ".")
 	if len(parts) != 3 {
-		return 0, "", false
+		return 0, 0, false
 	}
 	id, err1 := strconv.ParseInt(parts[0], 10, 64)
-	exp, err2 := strconv.ParseInt(parts[2], 10, 64)
-	if err1 != nil || err2 != nil || now.Unix() > exp {
-		return 0, "", false
+	epoch, err2 := strconv.Atoi(parts[1])
+	exp, err3 := strconv.ParseInt(parts[2], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || now.Unix() > exp {
+		return 0, 0, false
 	}
-	return id, parts[1], true
+	return id, epoch, true
 }
 
 // authenticate finds the request's identity: the admin bearer token, or a
-// valid session of an active user. It never fails the request itself.
+// valid session of an active user whose epoch still matches. It never
+// fails the request itself.
 func (s *server) authenticate(c *fiber.Ctx) error {
 	if h := c.Get(fiber.HeaderAuthorization); h != "" {
 		tok, ok := strings.CutPrefix(h, "Bearer ")
@@ -79,10 +82,11 @@ func (s *server) authenticate(c *fiber.Ctx) error {
 		c.Locals("badToken", true)
 		return c.Next()
 	}
-	if v := c.Cookies(sessionCookie); v != "" {
-		if id, _, ok := s.readSession(v, s.o.Now()); ok {
+	if v := c.Cookies(s.cookies.session); v != "" {
+		if id, epoch, ok := s.readSession(v, s.o.Now()); ok {
 			var u models.User
-			err := s.o.DB.NewSelect().Model(&u).Where("id = ? AND status = 'ACTIVE'", id).Scan(c.UserContext())
+			err := s.o.DB.NewSelect().Model(&u).Where("id = ? AND status = ? AND session_epoch = ?", id, models.UserActive, epoch).
+				Scan(c.UserContext())
 			if err == nil {
 				c.Locals("id", &identity{UserID: u.ID, Name: u.Name, Admin: u.Role == models.RoleAdmin})
 			} else if !errors.Is(err, sql.ErrNoRows) {
@@ -97,11 +101,6 @@ func who(c *fiber.Ctx) *identity {
 	id, _ := c.Locals("id").(*identity)
 	return id
 }
-
-var (
-	errUnauthenticated = &APIError{Status: fiber.StatusUnauthorized, Code: "unauthenticated", Message: "log in, or send Authorization: Bearer <admin token>"}
-	errForbidden       = &APIError{Status: fiber.StatusForbidden, Code: "forbidden", Message: "not allowed"}
-)
 
 // requireUser lets authenticated requests through (401 otherwise).
 func requireUser(c *fiber.Ctx) error {
@@ -123,10 +122,28 @@ func requireAdmin(c *fiber.Ctx) error {
 	return c.Next()
 }
 
-// login checks an email and password; nil user means wrong credentials.
-func (s *server) login(ctx context.Context, email, password string) (*models.User, error) {
+// errLoginLimited is a login refused by the limits; Retry-After is set.
+var errLoginLimited = &APIError{Status: fiber.StatusTooManyRequests, Code: "rate_limited", Message: "too many failed logins; try again later"}
+
+// login checks an email and password under the login limits: a nil user
+// (and nil error) means wrong credentials, errLoginLimited too many tries.
+func (s *server) login(c *fiber.Ctx, email, password string) (*models.User, error) {
+	ctx := c.UserContext()
+	ip, email := s.clientIP(c), strings.TrimSpace(email)
+	if wait := s.limiter.wait(ctx, ip, email); wait > 0 {
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(wait.Seconds()+0.999)))
+		return nil, errLoginLimited
+	}
+	u, err := s.checkPassword(ctx, email, password)
+	if err == nil && u == nil {
+		s.limiter.failed(ctx, ip, email)
+	}
+	return u, err
+}
+
+func (s *server) checkPassword(ctx context.Context, email, password string) (*models.User, error) {
 	var u models.User
-	err := s.o.DB.NewSelect().Model(&u).Where("lower(email) = lower(?) AND status = 'ACTIVE'", strings.TrimSpace(email)).Scan(ctx)
+	err := s.o.DB.NewSelect().Model(&u).Where("lower(email) = lower(?) AND status = ?", email, models.UserActive).Scan(ctx)
 	if errors.Is(err, sql.ErrNoRows) {
 		// Spend the same time as a real check so emails cannot be probed.
 		_ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
@@ -142,12 +159,51 @@ func (s *server) login(ctx context.Context, email, password string) (*models.Use
 }
 
 func (s *server) setSession(c *fiber.Ctx, u *models.User) {
-	c.Cookie(&fiber.Cookie{
-		Name: sessionCookie, Value: s.signSession(u, s.o.Now()), Path: "/", HTTPOnly: true, SameSite: "Lax",
-		Secure: c.Protocol() == "https", Expires: s.o.Now().Add(sessionTTL),
-	})
+	c.Cookie(s.cookie(s.cookies.session, s.signSession(u, s.o.Now()), s.o.Now().Add(sessionTTL)))
 }
 
-func clearSession(c *fiber.Ctx) {
-	c.Cookie(&fiber.Cookie{Name: sessionCookie, Value: "", Path: "/", HTTPOnly: true, SameSite: "Lax", Expires: time.Unix(0, 0)})
+// logout ends every session of the request's user and clears the cookie.
+func (s *server) logout(c *fiber.Ctx) error {
+	if id := who(c); id != nil && id.UserID != 0 {
+		if _, err := s.o.DB.NewUpdate().Model((*models.User)(nil)).Set("session_epoch = session_epoch + 1").
+			Where("id = ?", id.UserID).Exec(c.UserContext()); err != nil {
+			return fmt.Errorf("end sessions: %w", err)
+		}
+	}
+	c.Cookie(s.cookie(s.cookies.session, "", time.Unix(0, 0)))
+	return nil
+}
+
+type loginRequest struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+func (s *server) apiLogin(c *fiber.Ctx) error {
+	var req loginRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Email == "" {
+		return invalid("email", "required")
+	}
+	if req.Password == "" {
+		return invalid("password", "required")
+	}
+	u, err := s.login(c, req.Email, req.Password)
+	if err != nil {
+		return err
+	}
+	if u == nil {
+		return &APIError{Status: fiber.StatusUnauthorized, Code: "unauthenticated", Message: "wrong email or password"}
+	}
+	s.setSession(c, u)
+	return c.JSON(fiber.Map{"id": u.ID, "name": u.Name, "email": u.Email, "role": u.Role})
+}
+
+func (s *server) apiLogout(c *fiber.Ctx) error {
+	if err := s.logout(c); err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"ok": true})
 }

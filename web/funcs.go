@@ -5,6 +5,8 @@ import (
 	"html/template"
 	"strings"
 	"time"
+
+	"github.com/passbatch/passbatch/models"
 )
 
 // templateFuncs are the helpers the templates use; html/template escapes
@@ -13,24 +15,24 @@ var templateFuncs = template.FuncMap{
 	"kst": func(t any) string {
 		switch v := t.(type) {
 		case time.Time:
-			return v.In(seoulZone).Format("2006-01-02 15:04")
+			return v.In(models.Seoul).Format("2006-01-02 15:04")
 		case *time.Time:
 			if v == nil {
 				return "-"
 			}
-			return v.In(seoulZone).Format("2006-01-02 15:04")
+			return v.In(models.Seoul).Format("2006-01-02 15:04")
 		}
 		return "-"
 	},
 	"day": func(t any) string {
 		switch v := t.(type) {
 		case time.Time:
-			return v.In(seoulZone).Format("2006.01.02")
+			return v.In(models.Seoul).Format("2006.01.02")
 		case *time.Time:
 			if v == nil {
 				return ""
 			}
-			return v.In(seoulZone).Format("2006.01.02")
+			return v.In(models.Seoul).Format("2006.01.02")
 		}
 		return ""
 	},

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/internal/testenv"
@@ -41,7 +42,18 @@ func setup(t *testing.T, withWorker bool) *bundle {
 	return setupWith(t, withWorker, 1000)
 }
 
+// setupOpts is setup without a worker, with o changed by tweak.
+func setupOpts(t *testing.T, tweak func(o *web.Options)) *bundle {
+	t.Helper()
+	return newBundle(t, false, func(o *web.Options) { o.LoginLimit = 1000; tweak(o) })
+}
+
 func setupWith(t *testing.T, withWorker bool, loginLimit int) *bundle {
+	t.Helper()
+	return newBundle(t, withWorker, func(o *web.Options) { o.LoginLimit = loginLimit })
+}
+
+func newBundle(t *testing.T, withWorker bool, tweak func(o *web.Options)) *bundle {
 	t.Helper()
 	ctx := context.Background()
 	db := testenv.NewDB(t)
@@ -55,12 +67,14 @@ func setupWith(t *testing.T, withWorker bool, loginLimit int) *bundle {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store, _ := storage.NewLocal(t.TempDir())
 	eng := batch.New(db.DB, client, tasks.Registry(tasks.Deps{DB: db.DB, Store: store, Logger: log, Partitions: 4}), batch.Options{Logger: log})
-	app := web.New(web.Options{
-		DB: db.DB, Logger: log, Engine: eng, Client: client, Redis: opt, Store: store,
+	o := web.Options{
+		DB: db.DB, Logger: log, Engine: eng, Client: client, Redis: opt, RedisClient: rd.Client, Store: store,
 		AdminToken: adminToken, SessionSecret: "0123456789abcdef0123456789abcdef-test",
 		Schedule: tasks.DefaultSchedule, PingRedis: func(ctx context.Context) error { return rd.Client.Ping(ctx).Err() },
-		LoginLimit: loginLimit,
-	})
+		Metrics: prometheus.NewRegistry(),
+	}
+	tweak(&o)
+	app := web.New(o)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -183,7 +197,9 @@ func TestBadRequests(t *testing.T) {
 	huge := `{"package_id":1,"user_ids":[` + strings.Repeat("1,", 600000) + `1]}`
 	calls := []call{
 		{"login malformed JSON", "", "POST", "/api/login", `{"email":`, nil, 400, "bad_request", ""},
-		{"login empty body", "", "POST", "/api/login", ``, nil, 400, "bad_request", ""},
+		{"login empty body", "", "POST", "/api/login", ``, map[string]string{"Content-Type": "application/json"}, 400, "bad_request", ""},
+		{"login without Content-Type", "", "POST", "/api/login", ``, nil, 415, "unsupported_media_type", ""},
+		{"login as a text/plain form", "", "POST", "/api/login", `{"email":"user@passbatch.local","password":"x"}`, map[string]string{"Content-Type": "text/plain"}, 415, "unsupported_media_type", ""},
 		{"login email wrong type", "", "POST", "/api/login", `{"email":1,"password":"x"}`, nil, 422, "invalid", "email"},
 		{"login missing password", "", "POST", "/api/login", `{"email":"a@b"}`, nil, 422, "invalid", "password"},
 		{"login unknown field", "", "POST", "/api/login", `{"email":"a@b","password":"x","admin":true}`, nil, 422, "invalid", "admin"},

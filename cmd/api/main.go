@@ -52,10 +52,12 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	w := m.Config.Web
 	m.app = web.New(web.Options{
-		DB: sys.DB, Logger: m.Logger, Metrics: sys.Metrics, PingRedis: sys.PingRedis,
-		Engine: sys.Engine, Client: sys.Client, Redis: sys.Redis, Store: sys.Store,
+		DB: sys.DB, Logger: m.Logger, Metrics: sys.Metrics, MetricsToken: w.MetricsToken, PingRedis: sys.PingRedis,
+		Engine: sys.Engine, Client: sys.Client, Redis: sys.Redis, RedisClient: sys.RedisClient, Store: sys.Store,
 		AdminToken: m.Config.AdminToken, SessionSecret: m.Config.SessionSecret, Schedule: schedule,
+		CookieSecure: w.CookieSecure, TrustedProxies: w.TrustedProxies, AsynqmonWritable: !w.AsynqmonReadOnly,
 		Draining: &m.draining,
 	})
 	ln, err := net.Listen("tcp", m.Config.HTTPAddr)

@@ -1,0 +1,168 @@
+package web
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/passbatch/passbatch/batch"
+	"github.com/passbatch/passbatch/gym"
+)
+
+func (s *server) jobRoutes(a fiber.Router) {
+	a.Get("/jobs", func(c *fiber.Ctx) error {
+		out, err := s.gym.Jobs(c.UserContext(), s.o.Schedule)
+		if err != nil {
+			return err
+		}
+		return c.JSON(fiber.Map{"items": out})
+	})
+	a.Post("/jobs/:name/executions", s.apiLaunch)
+	a.Get("/executions", s.apiExecutions)
+	a.Get("/executions/:id", func(c *fiber.Ctx) error {
+		id, err := pathID(c, "id")
+		if err != nil {
+			return err
+		}
+		d, err := s.o.Engine.Execution(c.UserContext(), id)
+		if err != nil {
+			return err
+		}
+		return c.JSON(d)
+	})
+	a.Post("/executions/:id/:action", func(c *fiber.Ctx) error {
+		id, err := pathID(c, "id")
+		if err != nil {
+			return err
+		}
+		now, err := s.gym.Control(c.UserContext(), id, c.Params("action"))
+		if err != nil {
+			return err
+		}
+		m := fiber.Map{"job_execution_id": now}
+		if c.Params("action") == gym.ActionRestart {
+			m["status"] = batch.StatusStarting
+		}
+		return c.Status(fiber.StatusAccepted).JSON(m)
+	})
+}
+
+type launchRequest struct {
+	Params map[string]string `json:"params"`
+	// NonIdentifying names params that do not identify the instance.
+	NonIdentifying []string `json:"non_identifying"`
+}
+
+func (s *server) apiLaunch(c *fiber.Ctx) error {
+	name := c.Params("name")
+	if _, err := s.o.Engine.Registry().Job(name); err != nil {
+		return notFound("job " + strconv.Quote(name))
+	}
+	var req launchRequest
+	if len(c.Body()) > 0 {
+		if err := decodeJSON(c, &req); err != nil {
+			return err
+		}
+	}
+	p := batch.Params{}
+	for k, v := range req.Params {
+		if k == "" || len(k) > 100 || len(v) > 1000 {
+			return invalid("params", "names are 1 to 100 characters, values at most 1000")
+		}
+		p[k] = batch.Param{Value: v, Identifying: true}
+	}
+	for _, k := range req.NonIdentifying {
+		if v, ok := p[k]; ok {
+			v.Identifying = false
+			p[k] = v
+		}
+	}
+	je, err := s.gym.Launch(c.UserContext(), name, p)
+	if err != nil {
+		return err
+	}
+	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"job_execution_id": je.JobExecutionID, "status": je.Status})
+}
+
+var statuses = []string{batch.StatusStarting, batch.StatusStarted, batch.StatusStopping, batch.StatusStopped,
+	batch.StatusFailed, batch.StatusCompleted, batch.StatusAbandoned}
+
+func (s *server) apiExecutions(c *fiber.Ctx) error {
+	p, err := pageOf(c)
+	if err != nil {
+		return err
+	}
+	st := strings.ToUpper(c.Query("status"))
+	if st != "" && !contains(statuses, st) {
+		return invalid("status", "an execution status such as COMPLETED")
+	}
+	out, err := s.o.Engine.ListExecutions(c.UserContext(), batch.ExecutionFilter{JobName: c.Query("job"), Status: st, Before: p.After, Limit: p.Limit})
+	if err != nil {
+		return err
+	}
+	if out == nil {
+		out = []batch.ExecutionSummary{}
+	}
+	return c.JSON(list(out, func(e batch.ExecutionSummary) int64 { return e.JobExecutionID }, p))
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *server) pageJobs(c *fiber.Ctx) error {
+	ctx := c.UserContext()
+	jobs, err := s.gym.Jobs(ctx, s.o.Schedule)
+	if err != nil {
+		return err
+	}
+	execs, err := s.o.Engine.ListExecutions(ctx, batch.ExecutionFilter{Limit: 25})
+	if err != nil {
+		return err
+	}
+	var detail *batch.ExecutionDetail
+	if v := c.Query("execution"); v != "" {
+		if id, err := strconv.ParseInt(v, 10, 64); err == nil {
+			detail, _ = s.o.Engine.Execution(ctx, id)
+		}
+	} else if len(execs) > 0 {
+		detail, _ = s.o.Engine.Execution(ctx, execs[0].JobExecutionID)
+	}
+	running := false
+	for _, e := range execs {
+		running = running || batch.Running(e.Status)
+	}
+	return s.render(c, "jobs", "jobs", fiber.Map{
+		"Jobs": jobs, "Executions": execs, "Detail": detail, "Refresh": running, "Error": c.Query("error"),
+	})
+}
+
+func (s *server) pageLaunch(c *fiber.Ctx) error {
+	je, err := s.gym.Launch(c.UserContext(), c.Params("name"), batch.Params{})
+	if err != nil {
+		return s.redirectError(c, "/admin/jobs", err)
+	}
+	return c.Redirect(fmt.Sprintf("/admin/jobs?execution=%d", je.JobExecutionID))
+}
+
+func (s *server) pageControl(c *fiber.Ctx) error {
+	id, err := strconv.ParseInt(c.Params("id"), 10, 64)
+	if err != nil {
+		return notFound("execution")
+	}
+	now, err := s.gym.Control(c.UserContext(), id, c.Params("action"))
+	if err != nil {
+		return s.redirectError(c, fmt.Sprintf("/admin/jobs?execution=%d", id), err)
+	}
+	if n := safeNext(c.FormValue("next")); n != "" {
+		return c.Redirect(n) // e.g. back to the exports page
+	}
+	return c.Redirect(fmt.Sprintf("/admin/jobs?execution=%d", now))
+}
