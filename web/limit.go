@@ -17,10 +17,10 @@ import (
 // the first failure. If Redis cannot be reached, logins are let through
 // (and the failure logged): the limits protect passwords, not availability.
 type loginLimiter struct {
-	rdb           redis.UniversalClient
+	rdb            redis.UniversalClient
 	perPair, perIP int64
-	window        time.Duration
-	log           *slog.Logger
+	window         time.Duration
+	log            *slog.Logger
 }
 
 func newLoginLimiter(rdb redis.UniversalClient, perPair, perIP int, log *slog.Logger) *loginLimiter {
