@@ -35,7 +35,7 @@ func TestComposeSecretsAndDashboards(t *testing.T) {
 		}
 	}
 	for _, v := range []string{"ADMIN_TOKEN", "SESSION_SECRET"} {
-		uses := regexp.MustCompile(`\$\{` + v + `[^}]*\}`).FindAllString(string(raw), -1)
+		uses := regexp.MustCompile(`\$\{`+v+`[^}]*\}`).FindAllString(string(raw), -1)
 		if len(uses) == 0 {
 			t.Errorf("%s is not taken from the environment", v)
 		}

@@ -97,15 +97,15 @@ func (s *Service) enqueueGrant(ctx context.Context, g *tasks.Grant) {
 
 // BulkPass is a bulk pass as admins list it.
 type BulkPass struct {
-	ID          int64   `json:"id" bun:"id"`
-	PackageName string  `json:"package_name" bun:"package_name"`
-	GroupName   string  `json:"group_name" bun:"group_name"`
-	UserGroupID int64   `json:"user_group_id" bun:"user_group_id"`
-	Status      string  `json:"status" bun:"status"`
-	Count       *int    `json:"count" bun:"count"`
+	ID          int64      `json:"id" bun:"id"`
+	PackageName string     `json:"package_name" bun:"package_name"`
+	GroupName   string     `json:"group_name" bun:"group_name"`
+	UserGroupID int64      `json:"user_group_id" bun:"user_group_id"`
+	Status      string     `json:"status" bun:"status"`
+	Count       *int       `json:"count" bun:"count"`
 	StartedAt   time.Time  `json:"started_at" bun:"started_at"`
 	EndedAt     *time.Time `json:"ended_at" bun:"ended_at"`
-	Granted     int     `json:"granted" bun:"granted"`
+	Granted     int        `json:"granted" bun:"granted"`
 }
 
 // BulkPasses lists bulk passes newest first, before the id p.After.

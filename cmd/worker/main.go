@@ -12,8 +12,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/http/pprof"
+	"net/netip"
 	"sync"
 	"time"
 
