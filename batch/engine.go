@@ -51,6 +51,10 @@ type Options struct {
 	MaxRetry int
 	// Metrics records counters; nil records nothing.
 	Metrics *Metrics
+	// Partitions sizes a partitioned step whose partitioner leaves the
+	// count to the engine (see StepContext.Partitions). Default
+	// FixedPartitions(MinPartitions); AutoPartitions follows the fleet.
+	Partitions Sizer
 }
 
 // Engine launches and runs jobs: the launcher, the asynq task handlers (run
@@ -81,6 +85,9 @@ func New(db *bun.DB, client *asynq.Client, reg *Registry, opts Options) *Engine 
 		opts.MaxRetry = 25
 	}
 	opts.MaxRetry = max(opts.MaxRetry, 0)
+	if opts.Partitions == nil {
+		opts.Partitions = FixedPartitions(MinPartitions)
+	}
 	return &Engine{db: db, client: client, reg: reg, log: opts.Logger, now: opts.Clock, opts: opts, m: opts.Metrics}
 }
 

@@ -65,6 +65,7 @@ type stepEnv struct {
 	job    *Job
 	step   *Step
 	params Params
+	sizer  Sizer
 }
 
 // loadStepEnv loads a step's execution, job and parameters. An execution
@@ -87,13 +88,13 @@ func (e *Engine) loadStepEnv(ctx context.Context, db bun.IDB, jeID int64, stepNa
 	if err != nil {
 		return nil, err
 	}
-	return &stepEnv{je: je, job: job, step: step, params: params}, nil
+	return &stepEnv{je: je, job: job, step: step, params: params, sizer: e.opts.Partitions}, nil
 }
 
 func (env *stepEnv) stepContext(se *StepExecution, m map[string]any) *StepContext {
 	sc := &StepContext{
 		Params: env.params, JobExecutionID: env.je.JobExecutionID, StepExecutionID: se.StepExecutionID,
-		JobName: env.job.Name, StepName: env.step.name, Range: FullRange, Context: m,
+		JobName: env.job.Name, StepName: env.step.name, Range: FullRange, Context: m, sizer: env.sizer,
 	}
 	if se.RangeStart != nil && se.RangeEnd != nil {
 		sc.Range = Range{Start: *se.RangeStart, End: *se.RangeEnd}

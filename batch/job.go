@@ -68,6 +68,8 @@ type StepContext struct {
 	// Counts are added to the step execution by a tasklet's transaction;
 	// a tasklet sets them to report what it did (chunk steps count themselves).
 	Counts Counts
+
+	sizer Sizer // the engine's partition count; see Partitions
 }
 
 // Counts are item counters a tasklet reports for one call.

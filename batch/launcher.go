@@ -25,6 +25,12 @@ func (e *Engine) Launch(ctx context.Context, name string, p Params) (*JobExecuti
 	if p == nil {
 		p = Params{}
 	}
+	if _, err := partitionsParam(p); err != nil {
+		return nil, err
+	}
+	if v, ok := p[ParamPartitions]; ok && v.Identifying {
+		p = p.With(ParamPartitions, v.Value, false)
+	}
 	if job.Prepare != nil {
 		if p, err = job.Prepare(p, e.now()); err != nil {
 			return nil, err

@@ -23,13 +23,15 @@ var FullRange = Range{Start: math.MinInt64, End: math.MaxInt64}
 type Partitioner func(ctx context.Context, db bun.IDB, sc *StepContext) ([]Range, error)
 
 // KeyRangePartitioner splits [min, max] of column over the rows that filter
-// selects into up to n equal ranges. No rows: no partitions (the step
+// selects into up to n equal ranges; n < 1 leaves the count to the launch
+// and the engine (StepContext.Partitions). No rows: no partitions (the step
 // completes at once with zero counts).
 func KeyRangePartitioner(table, column string, n int, filter func(q *bun.SelectQuery, sc *StepContext) *bun.SelectQuery) Partitioner {
-	if n < 1 {
-		n = 1
-	}
 	return func(ctx context.Context, db bun.IDB, sc *StepContext) ([]Range, error) {
+		n := n
+		if n < 1 {
+			n = sc.Partitions(ctx)
+		}
 		var bounds struct {
 			Min *int64 `bun:"min"`
 			Max *int64 `bun:"max"`

@@ -354,7 +354,7 @@ func ExportJob(d Deps) *batch.Job {
 					if err != nil {
 						return nil, err
 					}
-					return batch.KeyRangePartitioner(k.from, k.keyCol(), 16, func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery {
+					return batch.KeyRangePartitioner(k.from, k.keyCol(), d.Partitions, func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery {
 						return k.where(q, f)
 					})(ctx, db, sc)
 				},

@@ -79,7 +79,7 @@ func (b *bundle) sourceRows(t *testing.T, where string) [][]string {
 
 func TestExportCSVAndXLSX(t *testing.T) {
 	t.Parallel()
-	b := setup(t, options{})
+	b := setup(t, options{partitions: 16})
 	// EXPORT_TEST_ROWS=200000 runs the full size (minutes under -race).
 	n := 40_000
 	if v, err := strconv.Atoi(os.Getenv("EXPORT_TEST_ROWS")); err == nil && v > 0 {
@@ -158,7 +158,7 @@ func TestExportCSVAndXLSX(t *testing.T) {
 
 func TestExportRequests(t *testing.T) {
 	t.Parallel()
-	b := setup(t, options{})
+	b := setup(t, options{partitions: 16})
 	b.base(t)
 	ctx := context.Background()
 	req := tasks.ExportRequest{Kind: "passes", Format: "xlsx", Filter: tasks.ExportFilter{Status: "progressed"}}
@@ -239,7 +239,7 @@ func TestExportRestartResumesFinishedPartitions(t *testing.T) {
 	t.Parallel()
 	fs := &faultyStore{after: 10}
 	fs.failing.Store(true)
-	b := setup(t, options{wrapStore: func(s storage.Store) storage.Store { fs.Store = s; return fs }})
+	b := setup(t, options{partitions: 16, wrapStore: func(s storage.Store) storage.Store { fs.Store = s; return fs }})
 	b.exportData(t, 40_000)
 	ctx := context.Background()
 	e, _, err := tasks.RequestExport(ctx, b.db, tasks.ExportRequest{Kind: "bookings", Format: "csv"}, "test", time.Now())

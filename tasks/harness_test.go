@@ -31,6 +31,8 @@ type options struct {
 	notifier notify.Notifier
 	// wrapStore, when set, wraps the store the jobs see (to inject faults).
 	wrapStore func(storage.Store) storage.Store
+	// partitions is the engine's partition count. Default 4.
+	partitions int
 }
 
 func setup(t *testing.T, o options) *bundle {
@@ -55,8 +57,11 @@ func setup(t *testing.T, o options) *bundle {
 	if o.wrapStore != nil {
 		jobStore = o.wrapStore(store)
 	}
-	reg := tasks.Registry(tasks.Deps{DB: db.DB, Notifier: o.notifier, Store: jobStore, Logger: log, Partitions: 4})
-	eng := batch.New(db.DB, client, reg, batch.Options{Logger: log})
+	if o.partitions == 0 {
+		o.partitions = 4
+	}
+	reg := tasks.Registry(tasks.Deps{DB: db.DB, Notifier: o.notifier, Store: jobStore, Logger: log})
+	eng := batch.New(db.DB, client, reg, batch.Options{Logger: log, Partitions: batch.FixedPartitions(o.partitions)})
 	w := eng.NewWorker(opt, batch.WorkerOptions{
 		Concurrency: 8, Queues: batch.Queues(map[string]int{tasks.QueueSchedule: 6}), Logger: log,
 		RetryDelay: func(int, error, *asynq.Task) time.Duration { return 100 * time.Millisecond },

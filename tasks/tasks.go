@@ -33,16 +33,14 @@ type Deps struct {
 	Notifier notify.Notifier
 	Store    storage.Store
 	Logger   *slog.Logger
-	// Partitions is how many partitions a partitioned step aims for.
-	// Default 16 (many more than the usual two to four workers).
+	// Partitions fixes how many partitions every partitioned step gets.
+	// Default 0: the launch's partitions= parameter, else the engine's
+	// setting (PARTITIONS, batch.Options.Partitions).
 	Partitions int
 }
 
 // Jobs returns every PT job.
 func Jobs(d Deps) []*batch.Job {
-	if d.Partitions <= 0 {
-		d.Partitions = 16
-	}
 	if d.Logger == nil {
 		d.Logger = slog.Default()
 	}

@@ -43,7 +43,7 @@ func CreateTable(ctx context.Context, db bun.IDB, rows int) error {
 
 // Options shape IncJob.
 type Options struct {
-	Partitions, ChunkSize, Concurrency int
+	Partitions, ChunkSize, Concurrency int // Partitions: default 8; negative: the launch's or the engine's count
 	Skip                               batch.SkipPolicy
 	Retry                              batch.RetryPolicy
 	// Where filters the rows read (SQL over t), e.g. "flag = false".
