@@ -33,12 +33,22 @@ type Config struct {
 	// StorageDir is where reports and exports are stored. Default "./.data/files".
 	StorageDir string
 	// StorageURL, when set (s3://bucket/prefix), stores them in an
-	// S3-compatible bucket instead (S3_ENDPOINT, AWS_ACCESS_KEY_ID, …).
+	// S3-compatible bucket instead, reached with S3.
 	StorageURL string
+	// S3 reaches the bucket of StorageURL.
+	S3 S3
+	// Schedule holds the cron overrides set in the environment, by
+	// variable (SCHEDULE_<JOB>: a cron expression or "off"); the jobs'
+	// package parses them.
+	Schedule map[string]string
 	// NotifyWebhookURL receives notifications; empty sends them to the log.
 	NotifyWebhookURL string
 	// WorkerConcurrency is the number of tasks one worker runs at once. Default 10.
 	WorkerConcurrency int
+	// Partitions is how many partitions a partitioned step gets
+	// (PARTITIONS): 0 for "auto" (the default: sized from the live worker
+	// slots), or a fixed count from 1 to 1024.
+	Partitions int
 	// MetricsAddr is where a worker serves /metrics; empty disables it. Default "".
 	MetricsAddr string
 	// LogLevel is debug, info, warn or error. Default info.
@@ -50,6 +60,24 @@ type Config struct {
 	Fleet Fleet
 	// Web holds the api's security settings.
 	Web Web
+}
+
+// S3 is how to reach an S3-compatible bucket.
+type S3 struct {
+	// Endpoint is host[:port] (S3_ENDPOINT). Default s3.amazonaws.com.
+	Endpoint string
+	// Insecure speaks plain HTTP (S3_INSECURE=true).
+	Insecure bool
+	// AccessKeyID, SecretAccessKey and Region sign the requests
+	// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION).
+	AccessKeyID, SecretAccessKey, Region string
+}
+
+// ScheduleVars are the variables that override the cron table, one per
+// scheduled job (tasks.DefaultSchedule; a test keeps the two the same).
+var ScheduleVars = []string{
+	"SCHEDULE_EXPIRE_PASSES", "SCHEDULE_ADD_PASSES", "SCHEDULE_NOTIFY_BEFORE_CLASS", "SCHEDULE_USE_PASSES",
+	"SCHEDULE_MAKE_STATISTICS", "SCHEDULE_NOTIFY_BEFORE_EXPIRY", "SCHEDULE_PURGE_IDEMPOTENCY_KEYS",
 }
 
 // Web is how the api is published.
@@ -225,6 +253,20 @@ func Load(lookup func(string) (string, bool), need Need) (Config, error) {
 			return c, &Error{"STORAGE_URL", "want s3://bucket/prefix, or empty for STORAGE_DIR"}
 		}
 	}
+	c.S3 = S3{Endpoint: get("S3_ENDPOINT"), AccessKeyID: get("AWS_ACCESS_KEY_ID"), SecretAccessKey: get("AWS_SECRET_ACCESS_KEY"), Region: get("AWS_REGION")}
+	if v := get("S3_INSECURE"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return c, &Error{"S3_INSECURE", "want true or false"}
+		}
+		c.S3.Insecure = b
+	}
+	c.Schedule = map[string]string{}
+	for _, k := range ScheduleVars {
+		if v := get(k); v != "" {
+			c.Schedule[k] = v
+		}
+	}
 	if c.NotifyWebhookURL != "" {
 		if u, err := url.Parse(c.NotifyWebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return c, &Error{"NOTIFY_WEBHOOK_URL", "want an http:// or https:// URL, or empty for the log"}
@@ -237,6 +279,15 @@ func Load(lookup func(string) (string, bool), need Need) (Config, error) {
 			return c, &Error{"WORKER_CONCURRENCY", "want a whole number from 1 to 1000"}
 		}
 		c.WorkerConcurrency = n
+	}
+	switch v := get("PARTITIONS"); v {
+	case "", "auto":
+	default:
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1024 {
+			return c, &Error{"PARTITIONS", "want auto or a whole number from 1 to 1024"}
+		}
+		c.Partitions = n
 	}
 	c.LogLevel = slog.LevelInfo
 	if v := get("LOG_LEVEL"); v != "" {

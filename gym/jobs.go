@@ -2,6 +2,7 @@ package gym
 
 import (
 	"context"
+	"time"
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/tasks"
@@ -10,28 +11,33 @@ import (
 // Job is a job as operators see it: what it does, when it runs, its steps
 // and its last execution.
 type Job struct {
-	Name        string                  `json:"name"`
-	Description string                  `json:"description"`
-	Schedule    string                  `json:"schedule"`
-	Steps       []string                `json:"steps"`
-	Last        *batch.ExecutionSummary `json:"last_execution"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Schedule    string `json:"schedule"`
+	// NextTick is the next time the scheduler fires the job, and
+	// RegisteredBy the scheduler that registered its cron.
+	NextTick     *time.Time              `json:"next_tick,omitempty"`
+	RegisteredBy string                  `json:"registered_by,omitempty"`
+	Steps        []string                `json:"steps"`
+	Last         *batch.ExecutionSummary `json:"last_execution"`
 }
 
-// Jobs lists the registered jobs with their cron (from schedule) and last
-// execution.
-func (s *Service) Jobs(ctx context.Context, schedule []tasks.Entry) ([]Job, error) {
+// Jobs lists the registered jobs with the cron a scheduler registered for
+// them (none: not scheduled) and their last execution.
+func (s *Service) Jobs(ctx context.Context) ([]Job, error) {
 	last, err := s.Engine.LastExecutions(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cron := map[string]string{}
-	for _, e := range schedule {
-		cron[e.Job] = e.Cron
+	reg, err := tasks.Registrations(ctx, s.DB, s.now())
+	if err != nil {
+		return nil, err
 	}
 	var out []Job
 	for _, name := range s.Engine.Registry().Names() {
 		j, _ := s.Engine.Registry().Job(name)
-		v := Job{Name: name, Description: j.Description, Schedule: cron[name], Steps: j.StepNames()}
+		r := reg[name]
+		v := Job{Name: name, Description: j.Description, Schedule: r.Cron, NextTick: r.Next, RegisteredBy: r.RegisteredBy, Steps: j.StepNames()}
 		if l, ok := last[name]; ok {
 			v.Last = &l
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"path"
 	"sort"
 	"strings"
@@ -22,9 +21,10 @@ type S3 struct {
 	prefix string
 }
 
-// S3Options locate the bucket. Zero values are read from the environment:
-// S3_ENDPOINT (default s3.amazonaws.com), S3_INSECURE=true for plain HTTP,
-// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION.
+// S3Options locate the bucket and sign the requests (config.Load reads
+// them from S3_ENDPOINT, S3_INSECURE, AWS_ACCESS_KEY_ID,
+// AWS_SECRET_ACCESS_KEY and AWS_REGION). Endpoint defaults to
+// s3.amazonaws.com; Insecure means plain HTTP.
 type S3Options struct {
 	Endpoint          string
 	Insecure          bool
@@ -39,19 +39,7 @@ func NewS3(ctx context.Context, rawURL string, o S3Options) (*S3, error) {
 		return nil, fmt.Errorf("storage: want s3://bucket/prefix, got %q", rawURL)
 	}
 	if o.Endpoint == "" {
-		o.Endpoint = os.Getenv("S3_ENDPOINT")
-	}
-	if o.Endpoint == "" {
 		o.Endpoint = "s3.amazonaws.com"
-	}
-	if !o.Insecure {
-		o.Insecure = os.Getenv("S3_INSECURE") == "true"
-	}
-	if o.AccessKey == "" {
-		o.AccessKey, o.Secret = os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
-	}
-	if o.Region == "" {
-		o.Region = os.Getenv("AWS_REGION")
 	}
 	c, err := minio.New(o.Endpoint, &minio.Options{
 		Creds: credentials.NewStaticV4(o.AccessKey, o.Secret, ""), Secure: !o.Insecure, Region: o.Region,
@@ -185,9 +173,9 @@ func (s *S3) List(ctx context.Context, prefix string) ([]Info, error) {
 
 // Open returns the store a STORAGE_URL names (s3://bucket/prefix), or the
 // local directory dir when storageURL is empty.
-func Open(ctx context.Context, storageURL, dir string) (Store, error) {
+func Open(ctx context.Context, storageURL, dir string, s3 S3Options) (Store, error) {
 	if storageURL == "" {
 		return NewLocal(dir)
 	}
-	return NewS3(ctx, storageURL, S3Options{})
+	return NewS3(ctx, storageURL, s3)
 }

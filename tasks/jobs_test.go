@@ -15,6 +15,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/passbatch/passbatch/batch"
+	"github.com/passbatch/passbatch/config"
 	"github.com/passbatch/passbatch/notify"
 	"github.com/passbatch/passbatch/tasks"
 )
@@ -327,10 +328,10 @@ func TestScheduledLaunchOncePerTick(t *testing.T) {
 	}
 }
 
-func TestScheduleFromEnv(t *testing.T) {
+func TestScheduleOverrides(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"SCHEDULE_USE_PASSES": "*/5 * * * *", "SCHEDULE_MAKE_STATISTICS": "off"}
-	entries, err := tasks.ScheduleFromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	entries, err := tasks.Schedule(env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +346,7 @@ func TestScheduleFromEnv(t *testing.T) {
 		t.Fatalf("schedule %v, want make-statistics off", got)
 	}
 	env["SCHEDULE_ADD_PASSES"] = "every minute"
-	if _, err := tasks.ScheduleFromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err == nil || !strings.Contains(err.Error(), "SCHEDULE_ADD_PASSES") {
+	if _, err := tasks.Schedule(env); err == nil || !strings.Contains(err.Error(), "SCHEDULE_ADD_PASSES") {
 		t.Fatalf("bad cron: %v, want an error naming SCHEDULE_ADD_PASSES", err)
 	}
 }
@@ -359,5 +360,63 @@ func TestPurgeIdempotencyKeys(t *testing.T) {
 	requireCompleted(t, je)
 	if keys := scan[[]string](t, b.db, "SELECT key FROM idempotency_key ORDER BY key"); fmt.Sprint(keys) != "[fresh]" {
 		t.Fatalf("keys after the purge: %v, want [fresh]", keys)
+	}
+}
+
+// TestScheduleVarsInConfig: every cron override the jobs know is read by
+// config.Load (config keeps its own list; this keeps the two the same).
+func TestScheduleVarsInConfig(t *testing.T) {
+	t.Parallel()
+	var want []string
+	for _, e := range tasks.DefaultSchedule {
+		want = append(want, e.EnvVar)
+	}
+	if fmt.Sprint(want) != fmt.Sprint(config.ScheduleVars) {
+		t.Fatalf("config.ScheduleVars %v, want the jobs' %v", config.ScheduleVars, want)
+	}
+	cfg, err := config.Load(func(k string) (string, bool) {
+		v, ok := map[string]string{"DATABASE_URL": "postgres://h/db", "SCHEDULE_USE_PASSES": "off"}[k]
+		return v, ok
+	}, config.Need{})
+	if err != nil || cfg.Schedule["SCHEDULE_USE_PASSES"] != "off" {
+		t.Fatalf("config.Load: %v, schedule %v", err, cfg.Schedule)
+	}
+}
+
+// TestRegisteredSchedule: a scheduler's cron table is what the api shows;
+// a later scheduler's replaces it, and a job switched off disappears.
+func TestRegisteredSchedule(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	ctx := context.Background()
+	all, err := tasks.Schedule(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tasks.Register(ctx, b.db.DB, all, "host-a/1"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 1, 10, 7, 30, 0, time.UTC)
+	reg, err := tasks.Registrations(ctx, b.db.DB, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reg) != len(tasks.DefaultSchedule) || reg[tasks.JobUsePasses].Cron != "*/10 * * * *" || reg[tasks.JobUsePasses].RegisteredBy != "host-a/1" ||
+		reg[tasks.JobUsePasses].Next == nil || !reg[tasks.JobUsePasses].Next.Equal(time.Date(2026, 12, 1, 10, 10, 0, 0, time.UTC)) {
+		t.Fatalf("registered %+v", reg[tasks.JobUsePasses])
+	}
+	some, err := tasks.Schedule(map[string]string{"SCHEDULE_USE_PASSES": "off", "SCHEDULE_EXPIRE_PASSES": "*/2 * * * *"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tasks.Register(ctx, b.db.DB, some, "host-b/2"); err != nil {
+		t.Fatal(err)
+	}
+	if reg, err = tasks.Registrations(ctx, b.db.DB, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := reg[tasks.JobUsePasses]; ok || len(reg) != len(tasks.DefaultSchedule)-1 || reg[tasks.JobExpirePasses].Cron != "*/2 * * * *" ||
+		reg[tasks.JobExpirePasses].RegisteredBy != "host-b/2" {
+		t.Fatalf("after the second scheduler: %+v", reg)
 	}
 }

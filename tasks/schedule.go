@@ -36,14 +36,13 @@ var DefaultSchedule = []Entry{
 
 var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
-// ScheduleFromEnv returns the cron table with the environment's overrides,
-// without the entries switched off. A malformed override is an error naming
-// the variable.
-func ScheduleFromEnv(lookup func(string) (string, bool)) ([]Entry, error) {
+// Schedule returns the cron table with overrides (by variable, as
+// config.Config.Schedule holds them), without the entries switched off. A
+// malformed override is an error naming the variable.
+func Schedule(overrides map[string]string) ([]Entry, error) {
 	var out []Entry
 	for _, e := range DefaultSchedule {
-		if v, ok := lookup(e.EnvVar); ok && strings.TrimSpace(v) != "" {
-			v = strings.TrimSpace(v)
+		if v := strings.TrimSpace(overrides[e.EnvVar]); v != "" {
 			if v == "off" {
 				continue
 			}

@@ -13,7 +13,7 @@ import (
 
 func (s *server) jobRoutes(a fiber.Router) {
 	a.Get("/jobs", func(c *fiber.Ctx) error {
-		out, err := s.gym.Jobs(c.UserContext(), s.o.Schedule)
+		out, err := s.gym.Jobs(c.UserContext())
 		if err != nil {
 			return err
 		}
@@ -119,7 +119,7 @@ func contains(list []string, s string) bool {
 
 func (s *server) pageJobs(c *fiber.Ctx) error {
 	ctx := c.UserContext()
-	jobs, err := s.gym.Jobs(ctx, s.o.Schedule)
+	jobs, err := s.gym.Jobs(ctx)
 	if err != nil {
 		return err
 	}

@@ -27,7 +27,6 @@ import (
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/gym"
 	"github.com/passbatch/passbatch/storage"
-	"github.com/passbatch/passbatch/tasks"
 	"github.com/passbatch/passbatch/views"
 )
 
@@ -52,8 +51,6 @@ type Options struct {
 	// AdminToken and SessionSecret authenticate admins and sign sessions
 	// and CSRF tokens; every replica must share them.
 	AdminToken, SessionSecret string
-	// Schedule is the cron table, shown with the jobs.
-	Schedule []tasks.Entry
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// LoginLimit is the failed logins allowed a minute per client address

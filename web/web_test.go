@@ -67,11 +67,14 @@ func newBundle(t *testing.T, withWorker bool, tweak func(o *web.Options)) *bundl
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store, _ := storage.NewLocal(t.TempDir())
 	eng := batch.New(db.DB, client, tasks.Registry(tasks.Deps{DB: db.DB, Store: store, Logger: log, Partitions: 4}), batch.Options{Logger: log})
+	if err := tasks.Register(context.Background(), db.DB, tasks.DefaultSchedule, "test-scheduler/1"); err != nil {
+		t.Fatal(err)
+	}
 	o := web.Options{
 		DB: db.DB, Logger: log, Engine: eng, Client: client, Redis: opt, RedisClient: rd.Client, Store: store,
 		AdminToken: adminToken, SessionSecret: "0123456789abcdef0123456789abcdef-test",
-		Schedule: tasks.DefaultSchedule, PingRedis: func(ctx context.Context) error { return rd.Client.Ping(ctx).Err() },
-		Metrics: prometheus.NewRegistry(),
+		PingRedis: func(ctx context.Context) error { return rd.Client.Ping(ctx).Err() },
+		Metrics:   prometheus.NewRegistry(),
 	}
 	tweak(&o)
 	app := web.New(o)

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 
@@ -19,7 +18,6 @@ import (
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/config"
 	"github.com/passbatch/passbatch/internal/system"
-	"github.com/passbatch/passbatch/tasks"
 	"github.com/passbatch/passbatch/web"
 )
 
@@ -48,15 +46,11 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.sys = sys
 	sys.Metrics.MustRegister(batch.NewExecutionsCollector(sys.DB))
-	schedule, err := tasks.ScheduleFromEnv(os.LookupEnv)
-	if err != nil {
-		return err
-	}
 	w := m.Config.Web
 	m.app = web.New(web.Options{
 		DB: sys.DB, Logger: m.Logger, Metrics: sys.Metrics, MetricsToken: w.MetricsToken, PingRedis: sys.PingRedis,
 		Engine: sys.Engine, Client: sys.Client, Redis: sys.Redis, RedisClient: sys.RedisClient, Store: sys.Store,
-		AdminToken: m.Config.AdminToken, SessionSecret: m.Config.SessionSecret, Schedule: schedule,
+		AdminToken: m.Config.AdminToken, SessionSecret: m.Config.SessionSecret,
 		CookieSecure: w.CookieSecure, TrustedProxies: w.TrustedProxies, AsynqmonWritable: !w.AsynqmonReadOnly,
 		Draining: &m.draining,
 	})

@@ -25,12 +25,12 @@ import (
 )
 
 func main() {
-	entries, err := tasks.ScheduleFromEnv(os.LookupEnv)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "scheduler: config: %v\n", err)
-		os.Exit(2)
-	}
 	system.Main("scheduler", config.Need{Redis: true}, func(cfg config.Config, log *slog.Logger) system.Program {
+		entries, err := tasks.Schedule(cfg.Schedule)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "scheduler: config: %v\n", err)
+			os.Exit(2)
+		}
 		return &Main{Config: cfg, Logger: log, Entries: entries}
 	})
 }
@@ -73,6 +73,10 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if err := m.sch.Start(); err != nil {
 		return fmt.Errorf("start scheduler: %w", err)
+	}
+	host, _ := os.Hostname()
+	if err := tasks.Register(ctx, sys.DB, m.Entries, fmt.Sprintf("%s/%d", host, os.Getpid())); err != nil {
+		return err
 	}
 	tasks.CatchUp(ctx, sys.Engine, m.Entries, time.Now(), m.Logger)
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))

@@ -36,6 +36,8 @@ type System struct {
 	Notifier    notify.Notifier
 	Registry    *batch.Registry
 	Engine      *batch.Engine
+	// Inspector reads asynq's queues and servers (nil without Redis).
+	Inspector *asynq.Inspector
 	// Metrics is the process's Prometheus registry (Go and process
 	// collectors, the engine's metrics).
 	Metrics *prometheus.Registry
@@ -70,14 +72,25 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, appName stri
 			s.RedisClient = c
 		}
 	}
-	s.Store, err = storage.Open(ctx, cfg.StorageURL, cfg.StorageDir)
+	s.Store, err = storage.Open(ctx, cfg.StorageURL, cfg.StorageDir, storage.S3Options{
+		Endpoint: cfg.S3.Endpoint, Insecure: cfg.S3.Insecure, AccessKey: cfg.S3.AccessKeyID, Secret: cfg.S3.SecretAccessKey, Region: cfg.S3.Region,
+	})
 	if err != nil {
 		s.Close()
 		return nil, err
 	}
 	s.Notifier = notify.FromConfig(cfg.NotifyWebhookURL, log)
 	s.Registry = tasks.Registry(tasks.Deps{DB: db, Notifier: s.Notifier, Store: s.Store, Logger: log})
-	s.Engine = batch.New(db, s.Client, s.Registry, batch.Options{Logger: log, Metrics: batch.NewMetrics(s.Metrics), MaxRetry: cfg.Fleet.TaskMaxRetry})
+	sizer := batch.FixedPartitions(cfg.Partitions)
+	if cfg.Partitions == 0 {
+		sizer = batch.FixedPartitions(batch.MinPartitions)
+		if s.Redis != nil {
+			s.Inspector = asynq.NewInspector(s.Redis)
+			sizer = batch.AutoPartitions(s.Inspector, log)
+		}
+	}
+	s.Engine = batch.New(db, s.Client, s.Registry, batch.Options{Logger: log, Metrics: batch.NewMetrics(s.Metrics),
+		MaxRetry: cfg.Fleet.TaskMaxRetry, Partitions: sizer})
 	return s, nil
 }
 
@@ -96,6 +109,9 @@ func (s *System) Close() {
 	}
 	if s.RedisClient != nil {
 		s.RedisClient.Close()
+	}
+	if s.Inspector != nil {
+		s.Inspector.Close()
 	}
 	if s.DB != nil {
 		s.DB.Close()
