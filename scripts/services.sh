@@ -10,13 +10,19 @@
 #
 # A DATABASE_URL or REDIS_URL already in the environment is used as given and
 # the matching private server is not started. Postgres refuses to run as root,
-# so as root the cluster belongs to the `postgres` OS user.
+# so as root the cluster belongs to the `postgres` OS user; when that user
+# cannot reach .data (a checkout in /root or any 0700 directory), the cluster
+# lives in /var/tmp/passbatch-<hash of the checkout's path>/pg instead.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DATA="$ROOT/.data"
 PGDIR="$DATA/pg"
 RDIR="$DATA/redis"
+if [ "$(id -u)" = 0 ] && [ ! -f "$PGDIR/data/PG_VERSION" ] && id postgres >/dev/null 2>&1 &&
+	! runuser -u postgres -- test -x "$(dirname "$DATA")" 2>/dev/null; then
+	PGDIR="/var/tmp/passbatch-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)/pg"
+fi
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}
 [ -n "$PGBIN" ] || PGBIN=$(dirname "$(command -v pg_ctl 2>/dev/null || echo /usr/bin/pg_ctl)")
 
@@ -24,7 +30,7 @@ say() { echo "services: $*" >&2; }
 die() { echo "services: error: $*" >&2; exit 1; }
 
 as_pg() {
-	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+	if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 free_port() { # free_port START: the first free TCP port on 127.0.0.1 from START
@@ -48,6 +54,7 @@ start_pg() {
 	PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
 	mkdir -p "$PGDIR"
 	if [ "$(id -u)" = 0 ]; then
+		[ "$PGDIR" = "$DATA/pg" ] || say "the postgres user cannot reach $DATA; the cluster lives in $PGDIR"
 		chown postgres: "$PGDIR"
 		runuser -u postgres -- test -x "$PGDIR" ||
 			die "the postgres user cannot reach $PGDIR; move the checkout to a directory others can traverse"
@@ -194,6 +201,11 @@ start) start ;;
 env) cat "$DATA/env" ;;
 status) status ;;
 stop) stop ;;
-clean) stop; rm -rf "$DATA"; say "removed $DATA" ;;
+clean)
+	stop
+	rm -rf "$DATA"
+	say "removed $DATA"
+	if [ "$PGDIR" != "$DATA/pg" ]; then rm -rf "$(dirname "$PGDIR")" && say "removed $(dirname "$PGDIR")"; fi
+	;;
 *) echo "usage: $0 start|env|status|stop|clean" >&2; exit 2 ;;
 esac
