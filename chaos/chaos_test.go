@@ -1,9 +1,12 @@
 package chaos
 
 import (
+	"bytes"
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"log/slog"
 	"os"
 	"strconv"
@@ -40,6 +43,7 @@ type suite struct {
 	pg           *postgres
 	rd           *redisServer
 	worker, schd string
+	api          string
 	runAt        time.Time
 	eligible     int64 // bookings use-passes must deduct
 	full         bool
@@ -57,6 +61,10 @@ type run struct {
 	maxRetry   int
 	workers    []*proc
 	schedulers []*proc
+	redisURL   string         // the processes' REDIS_URL
+	sentinels  *sentinelGroup // set when the run's Redis is a Sentinel group
+	api        *proc          // set when the run launches through an api process
+	apiURL     string
 	seq        int // processes started
 	jeID       int64
 	launched   time.Time
@@ -71,7 +79,7 @@ func newSuite(t *testing.T) *suite {
 	if v, err := strconv.Atoi(os.Getenv("CHAOS_BOOKINGS")); err == nil && v > 0 {
 		bookings = v
 	}
-	s.worker, s.schd = buildBinaries(t)
+	s.worker, s.schd, s.api = buildBinaries(t)
 	s.pg = startPostgres(t)
 	s.rd = startRedis(t)
 	s.runAt = time.Now().UTC().Truncate(time.Second)
@@ -118,12 +126,24 @@ func (s *suite) open(db string) *bun.DB {
 	return d
 }
 
-// newRun copies the gym, empties Redis and starts the processes; maxRetry
-// 0 keeps the default.
-func (s *suite) newRun(t *testing.T, name string, schedulers, maxRetry int) *run {
+// runOptions shape a run: schedulers (default 1) and workers (default 3)
+// to start; maxRetry for the tasks (0: the default); sentinel runs Redis as
+// a primary, a replica and three Sentinels, with an api process that
+// launches the job.
+type runOptions struct {
+	schedulers, workers, maxRetry int
+	sentinel                      bool
+}
+
+// newRun copies the gym, empties Redis and starts the processes.
+func (s *suite) newRun(t *testing.T, name string, o runOptions) *run {
 	t.Helper()
 	ctx := ctxFor(t)
-	r := &run{s: s, t: t, name: name, dbName: "run_" + strings.ReplaceAll(name, "-", "_"), maxRetry: maxRetry}
+	r := &run{s: s, t: t, name: name, dbName: "run_" + strings.ReplaceAll(name, "-", "_"), maxRetry: o.maxRetry, redisURL: s.rd.URL()}
+	if o.sentinel {
+		r.sentinels = startSentinels(t)
+		r.redisURL = r.sentinels.URL()
+	}
 	admin := s.open("postgres")
 	defer admin.Close()
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+r.dbName+" TEMPLATE gym"); err != nil {
@@ -131,7 +151,7 @@ func (s *suite) newRun(t *testing.T, name string, schedulers, maxRetry int) *run
 	}
 	r.db = s.open(r.dbName)
 	t.Cleanup(func() { r.db.Close() })
-	opt, err := asynq.ParseRedisURI(s.rd.URL())
+	opt, err := asynq.ParseRedisURI(r.redisURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,12 +164,15 @@ func (s *suite) newRun(t *testing.T, name string, schedulers, maxRetry int) *run
 	r.client = asynq.NewClient(opt)
 	t.Cleanup(func() { r.client.Close() })
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	r.engine = batch.New(r.db, r.client, tasks.Registry(tasks.Deps{DB: r.db, Logger: quiet}), batch.Options{Logger: quiet, MaxRetry: maxRetry})
-	for i := 0; i < workers; i++ {
+	r.engine = batch.New(r.db, r.client, tasks.Registry(tasks.Deps{DB: r.db, Logger: quiet}), batch.Options{Logger: quiet, MaxRetry: o.maxRetry})
+	for i := 0; i < cmp.Or(o.workers, workers); i++ {
 		r.workers = append(r.workers, r.startWorker())
 	}
-	for i := 0; i < schedulers; i++ {
+	for i := 0; i < cmp.Or(o.schedulers, 1); i++ {
 		r.schedulers = append(r.schedulers, r.start("scheduler", s.schd))
+	}
+	if o.sentinel {
+		r.startAPI()
 	}
 	time.Sleep(time.Second) // connected, registered, polling
 	return r
@@ -159,7 +182,7 @@ func (s *suite) newRun(t *testing.T, name string, schedulers, maxRetry int) *run
 func (r *run) env(name string) []string {
 	e := []string{
 		"DATABASE_URL=" + r.s.pg.URL(r.dbName),
-		"REDIS_URL=" + r.s.rd.URL(), "WORKER_CONCURRENCY=" + strconv.Itoa(concurrency),
+		"REDIS_URL=" + r.redisURL, "WORKER_CONCURRENCY=" + strconv.Itoa(concurrency),
 		"LOG_FORMAT=text", "LOG_LEVEL=" + cmp.Or(os.Getenv("CHAOS_LOG_LEVEL"), "warn"), "STORAGE_DIR=" + r.t.TempDir(), "METRICS_ADDR=",
 		"RECONCILE_EVERY=" + reconcileEvery.String(), "RECONCILE_STALE_AFTER=" + staleAfter.String(),
 	}
@@ -180,9 +203,14 @@ func (r *run) start(kind, bin string) *proc {
 
 func (r *run) startWorker() *proc { return r.start("worker", r.s.worker) }
 
-// launch starts use-passes for the suite's business time.
+// launch starts use-passes for the suite's business time, through the api
+// when the run has one.
 func (r *run) launch() {
 	r.t.Helper()
+	if r.api != nil {
+		r.launchViaAPI()
+		return
+	}
 	p := batch.Params{batch.ParamRunAt: {Value: r.s.runAt.Format(time.RFC3339), Identifying: true}}
 	je, err := r.engine.Launch(ctxFor(r.t), tasks.JobUsePasses, p)
 	if err != nil {
@@ -243,7 +271,7 @@ func (r *run) waitDone(timeout time.Duration) time.Time {
 }
 
 func (r *run) dumpLogs() {
-	for _, p := range append(append([]*proc{}, r.workers...), r.schedulers...) {
+	for _, p := range r.procs() {
 		if b, err := os.ReadFile(p.log); err == nil {
 			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 			r.t.Logf("--- %s (last lines)\n%s", p.name, strings.Join(lines[max(0, len(lines)-40):], "\n"))
@@ -309,7 +337,7 @@ func (r *run) inTransaction(p *proc) bool {
 
 // archived counts the archived tasks in Redis.
 func (r *run) archived() (archived, waiting int) {
-	opt, _ := asynq.ParseRedisURI(r.s.rd.URL())
+	opt, _ := asynq.ParseRedisURI(r.redisURL)
 	insp := asynq.NewInspector(opt)
 	defer insp.Close()
 	for _, q := range []string{batch.QueueControl, batch.QueuePartition} {
@@ -323,8 +351,88 @@ func (r *run) archived() (archived, waiting int) {
 
 // stopAll stops every process, SIGCONT first in case one is frozen.
 func (r *run) stopAll() {
-	for _, p := range append(append([]*proc{}, r.workers...), r.schedulers...) {
+	for _, p := range r.procs() {
 		p.signal(syscall.SIGCONT)
 		p.stop(30 * time.Second)
 	}
+}
+
+// procs are the run's processes.
+func (r *run) procs() []*proc {
+	ps := append(append([]*proc{}, r.workers...), r.schedulers...)
+	if r.api != nil {
+		ps = append(ps, r.api)
+	}
+	return ps
+}
+
+const chaosAdminToken = "chaos-admin-3f9c1a7e5b2d"
+
+// startAPI starts an api process and waits until it is ready.
+func (r *run) startAPI() {
+	r.t.Helper()
+	port := freePort(r.t)
+	r.apiURL = fmt.Sprintf("http://127.0.0.1:%d", port)
+	r.seq++
+	env := append(r.env("api"), "HTTP_ADDR=127.0.0.1:"+strconv.Itoa(port), "ADMIN_TOKEN="+chaosAdminToken,
+		"SESSION_SECRET=chaos-session-7d1e9b3c5a2f4e6d8b0a1c3e5f7a9b1d", "COOKIE_SECURE=false")
+	r.api = startProc(r.t, fmt.Sprintf("api-%d", r.seq), r.s.api, env)
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get(r.apiURL + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+	}
+	r.dumpLogs()
+	r.t.Fatal("the api was not ready in 20 s")
+}
+
+// launchViaAPI launches use-passes with POST /api/admin/jobs/…/executions.
+func (r *run) launchViaAPI() {
+	r.t.Helper()
+	body, _ := json.Marshal(map[string]any{"params": map[string]string{batch.ParamRunAt: r.s.runAt.Format(time.RFC3339)}})
+	req, _ := http.NewRequest(http.MethodPost, r.apiURL+"/api/admin/jobs/"+tasks.JobUsePasses+"/executions", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+chaosAdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		ID int64 `json:"job_execution_id"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusAccepted || out.ID == 0 {
+		r.t.Fatalf("launch through the api: %d %v %+v", resp.StatusCode, err, out)
+	}
+	r.jeID, r.launched = out.ID, time.Now()
+}
+
+// apiReady reports whether the api's /readyz answers 200.
+func (r *run) apiReady() bool {
+	resp, err := http.Get(r.apiURL + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// queues says how many tasks each batch queue holds, by state.
+func (r *run) queues() string {
+	opt, _ := asynq.ParseRedisURI(r.redisURL)
+	insp := asynq.NewInspector(opt)
+	defer insp.Close()
+	var out []string
+	for _, q := range []string{batch.QueueControl, batch.QueuePartition} {
+		info, err := insp.GetQueueInfo(q)
+		if err != nil {
+			out = append(out, q+": "+err.Error())
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s pending %d active %d retry %d scheduled %d archived %d", q, info.Pending, info.Active, info.Retry, info.Scheduled, info.Archived))
+	}
+	return strings.Join(out, "; ")
 }

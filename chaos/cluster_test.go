@@ -36,6 +36,9 @@ type postgres struct {
 	bin  string // the server binaries' directory
 	dir  string
 	port int
+	// alt is a second port the clients list after port (DATABASE_URL
+	// with two hosts): switchPort moves the server there.
+	alt  int
 	root bool // Postgres refuses root: run its commands as the postgres user
 }
 
@@ -68,7 +71,7 @@ func startPostgres(t *testing.T) *postgres {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pg := &postgres{t: t, bin: bin, dir: dir, port: freePort(t), root: os.Getuid() == 0}
+	pg := &postgres{t: t, bin: bin, dir: dir, port: freePort(t), alt: freePort(t), root: os.Getuid() == 0}
 	t.Cleanup(func() { pg.ctl("stop", "-m", "immediate"); os.RemoveAll(dir) })
 	if pg.root {
 		u, err := user.Lookup("postgres")
@@ -108,9 +111,20 @@ shared_buffers = 128MB
 
 func (pg *postgres) data() string { return filepath.Join(pg.dir, "data") }
 
-// URL connects to database db as postgres.
+// URL connects to database db as postgres, listing both ports with
+// target_session_attrs=read-write, as a client of a primary and its
+// standby would.
 func (pg *postgres) URL(db string) string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", pg.port, db)
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d,127.0.0.1:%d/%s?sslmode=disable&target_session_attrs=read-write", pg.port, pg.alt, db)
+}
+
+// switchPort stops the server at once and starts the same data on the
+// other port: to its clients, the primary moved to another host.
+func (pg *postgres) switchPort() {
+	pg.t.Helper()
+	pg.stop()
+	pg.port, pg.alt = pg.alt, pg.port
+	pg.start()
 }
 
 func (pg *postgres) command(name string, args ...string) *exec.Cmd {
@@ -132,7 +146,7 @@ func (pg *postgres) ctl(args ...string) error {
 
 func (pg *postgres) start() {
 	pg.t.Helper()
-	if err := pg.ctl("start"); err != nil {
+	if err := pg.ctl("start", "-o", fmt.Sprintf("-p %d", pg.port)); err != nil {
 		pg.t.Fatal(err)
 	}
 }
@@ -156,17 +170,18 @@ func (pg *postgres) restart() {
 // redisServer is a private redis-server without persistence: a restart
 // comes back empty.
 type redisServer struct {
-	t    *testing.T
-	port int
-	cmd  *exec.Cmd
+	t     *testing.T
+	port  int
+	cmd   *exec.Cmd
+	extra []string // more redis-server arguments (--replicaof …)
 }
 
-func startRedis(t *testing.T) *redisServer {
+func startRedis(t *testing.T, extra ...string) *redisServer {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server is not installed (make test installs it)")
 	}
-	r := &redisServer{t: t, port: freePort(t)}
+	r := &redisServer{t: t, port: freePort(t), extra: extra}
 	r.start()
 	t.Cleanup(r.kill)
 	return r
@@ -176,8 +191,8 @@ func (r *redisServer) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0"
 
 func (r *redisServer) start() {
 	r.t.Helper()
-	r.cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(r.port),
-		"--save", "", "--appendonly", "no", "--dir", os.TempDir())
+	r.cmd = exec.Command("redis-server", append([]string{"--bind", "127.0.0.1", "--port", strconv.Itoa(r.port),
+		"--save", "", "--appendonly", "no", "--dir", os.TempDir()}, r.extra...)...)
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
@@ -203,6 +218,113 @@ func (r *redisServer) kill() {
 func (r *redisServer) restart() {
 	r.kill()
 	r.start()
+}
+
+// sentinelGroup is a Redis primary, one replica and three Sentinels
+// (redis-server --sentinel, what Debian's redis-sentinel runs) watching
+// them as master "passbatch", quick to fail over.
+type sentinelGroup struct {
+	t                *testing.T
+	primary, replica *redisServer
+	sentinels        []int
+}
+
+const sentinelMaster = "passbatch"
+
+func startSentinels(t *testing.T) *sentinelGroup {
+	t.Helper()
+	g := &sentinelGroup{t: t}
+	// No delay before the first full sync (Redis waits 5 s by default).
+	g.primary = startRedis(t, "--repl-diskless-sync-delay", "0")
+	g.replica = startRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(g.primary.port))
+	dir := t.TempDir()
+	for i := 0; i < 3; i++ {
+		port := freePort(t)
+		conf := filepath.Join(dir, fmt.Sprintf("sentinel-%d.conf", i))
+		body := fmt.Sprintf("bind 127.0.0.1\nport %d\ndir %s\nsentinel monitor %s 127.0.0.1 %d 2\n"+
+			"sentinel down-after-milliseconds %s 1000\nsentinel failover-timeout %s 5000\nsentinel parallel-syncs %s 1\n",
+			port, dir, sentinelMaster, g.primary.port, sentinelMaster, sentinelMaster, sentinelMaster)
+		if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("redis-server", conf, "--sentinel")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		g.sentinels = append(g.sentinels, port)
+	}
+	// Ready when the replica is in sync and every Sentinel knows the
+	// master and its replica.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		ready := 0
+		if out, err := exec.Command("redis-cli", "-p", strconv.Itoa(g.replica.port), "INFO", "replication").Output(); err == nil &&
+			strings.Contains(string(out), "master_link_status:up") {
+			ready++
+		}
+		for _, p := range g.sentinels {
+			if n, err := sentinelReplicas(p); err == nil && n >= 1 {
+				ready++
+			}
+		}
+		if ready == len(g.sentinels)+1 {
+			return g
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the Sentinels did not see the primary and its replica in 20 s")
+		}
+	}
+}
+
+// URL is the processes' REDIS_URL: every Sentinel, and the master's name.
+func (g *sentinelGroup) URL() string {
+	var hosts []string
+	for _, p := range g.sentinels {
+		hosts = append(hosts, fmt.Sprintf("127.0.0.1:%d", p))
+	}
+	return "redis-sentinel://" + strings.Join(hosts, ",") + "?master=" + sentinelMaster
+}
+
+// master asks Sentinel p for the master's port.
+func sentinelMasterPort(p int) (int, error) {
+	out, err := exec.Command("redis-cli", "-p", strconv.Itoa(p), "SENTINEL", "get-master-addr-by-name", sentinelMaster).Output()
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 2 {
+		return 0, fmt.Errorf("sentinel answered %q", out)
+	}
+	return strconv.Atoi(f[1])
+}
+
+func sentinelReplicas(p int) (int, error) {
+	out, err := exec.Command("redis-cli", "-p", strconv.Itoa(p), "SENTINEL", "master", sentinelMaster).Output()
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(out))
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "num-slaves" {
+			return strconv.Atoi(f[i+1])
+		}
+	}
+	return 0, fmt.Errorf("no num-slaves in %q", out)
+}
+
+// killPrimary SIGKILLs the primary and waits until the Sentinels name the
+// replica master; it returns how long that took.
+func (g *sentinelGroup) killPrimary() time.Duration {
+	g.t.Helper()
+	start := time.Now()
+	g.primary.kill()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if p, err := sentinelMasterPort(g.sentinels[0]); err == nil && p == g.replica.port {
+			return time.Since(start)
+		}
+	}
+	g.t.Fatal("the Sentinels did not promote the replica in 30 s")
+	return 0
 }
 
 // proc is one of the project's processes.
@@ -271,15 +393,16 @@ func (p *proc) exited() (bool, error) {
 	}
 }
 
-// buildBinaries builds the worker and scheduler into a temporary directory.
-func buildBinaries(t *testing.T) (worker, scheduler string) {
+// buildBinaries builds the worker, scheduler and api into a temporary
+// directory.
+func buildBinaries(t *testing.T) (worker, scheduler, api string) {
 	t.Helper()
 	dir := t.TempDir()
-	out, err := exec.Command("go", "build", "-o", dir+"/", "../cmd/worker", "../cmd/scheduler").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", dir+"/", "../cmd/worker", "../cmd/scheduler", "../cmd/api").CombinedOutput()
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	return filepath.Join(dir, "worker"), filepath.Join(dir, "scheduler")
+	return filepath.Join(dir, "worker"), filepath.Join(dir, "scheduler"), filepath.Join(dir, "api")
 }
 
 // ctxFor returns a context that ends when t does.

@@ -17,8 +17,8 @@ type scenario struct {
 	fault string // what is done, for the report
 	// fast scenarios also run in make test.
 	fast bool
-	// schedulers to run (default 1); maxRetry for the tasks (0: default).
-	schedulers, maxRetry int
+	// opts shape the run (processes, retries, Redis as Sentinels).
+	opts runOptions
 	// inject performs the fault once the job is mid-way and returns when
 	// the fault ended (the recovery clock starts there) and a note.
 	inject func(r *run) (ended time.Time, note string)
@@ -71,7 +71,7 @@ func scenarios() []scenario {
 				return time.Now(), fmt.Sprintf("%d connections terminated", n)
 			}},
 		{name: "f-outage-past-retries", fault: "Postgres down until every task exhausted its retries (TASK_MAX_RETRY=3) and was archived, then back",
-			maxRetry: 3, since: true, bound: 2 * staleAfter,
+			opts: runOptions{maxRetry: 3}, since: true, bound: 2 * staleAfter,
 			inject: func(r *run) (time.Time, string) {
 				start := time.Now()
 				r.s.pg.stop()
@@ -92,7 +92,7 @@ func scenarios() []scenario {
 				r.s.pg.start()
 				return time.Now(), fmt.Sprintf("down %s; %d tasks archived", down.Round(100*time.Millisecond), archived)
 			}},
-		{name: "g-scheduler-killed", fault: "two schedulers; one SIGKILLed together with a worker", fast: true, schedulers: 2, bound: 15 * time.Second,
+		{name: "g-scheduler-killed", fault: "two schedulers; one SIGKILLed together with a worker", fast: true, opts: runOptions{schedulers: 2}, bound: 15 * time.Second,
 			inject: func(r *run) (time.Time, string) {
 				r.schedulers[0].kill()
 				r.workers[0].kill()
@@ -111,6 +111,27 @@ func scenarios() []scenario {
 			after: func(r *run) {
 				r.workers[0].signal(syscall.SIGCONT)
 				time.Sleep(3 * time.Second) // the zombie wakes up and must change nothing
+			}},
+		{name: "i-postgres-switch", fault: "the primary moves: Postgres stopped on one port and the same data started on the other (DATABASE_URL lists both, target_session_attrs=read-write)", fast: true,
+			inject: func(r *run) (time.Time, string) {
+				start := time.Now()
+				r.s.pg.switchPort()
+				return time.Now(), fmt.Sprintf("no server for %s; every process reconnected to the second host", time.Since(start).Round(10*time.Millisecond))
+			}},
+		{name: "j-redis-sentinel-failover", fault: "Redis as primary + replica + 3 Sentinels (REDIS_URL=redis-sentinel://…, an api launching, 2 workers, the scheduler): the primary SIGKILLed", fast: true,
+			opts: runOptions{workers: 2, sentinel: true},
+			inject: func(r *run) (time.Time, string) {
+				took := r.sentinels.killPrimary()
+				ended := time.Now()
+				time.Sleep(time.Second)
+				q := r.queues()
+				r.t.Logf("queues on the new primary 1 s after the promotion: %s", q)
+				return ended, fmt.Sprintf("replica promoted %s after the kill; queues 1 s later: %s", took.Round(10*time.Millisecond), q)
+			},
+			after: func(r *run) {
+				if !r.apiReady() {
+					r.t.Error("the api's /readyz is not 200 after the failover")
+				}
 			}},
 	}
 }
@@ -132,7 +153,7 @@ func TestChaos(t *testing.T) {
 	// The run without a fault, three times: its median is the baseline.
 	var runs []time.Duration
 	for i := 0; i < 3; i++ {
-		base := s.newRun(t, fmt.Sprintf("baseline-%d", i), 1, 0)
+		base := s.newRun(t, fmt.Sprintf("baseline-%d", i), runOptions{})
 		base.launch()
 		runs = append(runs, base.waitDone(3*time.Minute).Sub(base.launched))
 		base.requireInvariants()
@@ -159,8 +180,7 @@ func TestChaos(t *testing.T) {
 }
 
 func (s *suite) runScenario(t *testing.T, sc scenario, baseline time.Duration) result {
-	schedulers := max(sc.schedulers, 1)
-	r := s.newRun(t, sc.name, schedulers, sc.maxRetry)
+	r := s.newRun(t, sc.name, sc.opts)
 	defer r.stopAll()
 	r.launch()
 	r.waitProgress(0.2)

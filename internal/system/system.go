@@ -6,8 +6,11 @@ package system
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,6 +74,10 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, appName stri
 		if c, ok := opt.MakeRedisClient().(redis.UniversalClient); ok {
 			s.RedisClient = c
 		}
+		if err := refuseCluster(ctx, s.RedisClient); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	s.Store, err = storage.Open(ctx, cfg.StorageURL, cfg.StorageDir, storage.S3Options{
 		Endpoint: cfg.S3.Endpoint, Insecure: cfg.S3.Insecure, AccessKey: cfg.S3.AccessKeyID, Secret: cfg.S3.SecretAccessKey, Region: cfg.S3.Region,
@@ -92,6 +99,25 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, appName stri
 	s.Engine = batch.New(db, s.Client, s.Registry, batch.Options{Logger: log, Metrics: batch.NewMetrics(s.Metrics),
 		MaxRetry: cfg.Fleet.TaskMaxRetry, Partitions: sizer})
 	return s, nil
+}
+
+// ErrRedisCluster is REDIS_URL naming a Redis Cluster node.
+var ErrRedisCluster = errors.New("REDIS_URL: this is a Redis Cluster node; passbatch needs one Redis primary " +
+	"(with replicas and Sentinel, redis-sentinel://, for failover): asynq's multi-key scripts fail with CROSSSLOT on a cluster")
+
+// refuseCluster returns ErrRedisCluster when rc is a Redis Cluster node.
+// An unreachable Redis is not refused here: processes start and retry.
+func refuseCluster(ctx context.Context, rc redis.UniversalClient) error {
+	if rc == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	info, err := rc.Info(ctx, "cluster").Result()
+	if err == nil && strings.Contains(info, "cluster_enabled:1") {
+		return ErrRedisCluster
+	}
+	return nil
 }
 
 // PingRedis checks that Redis answers.
