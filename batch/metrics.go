@@ -9,7 +9,8 @@ import (
 	"github.com/uptrace/bun"
 )
 
-// Metrics are the engine's Prometheus metrics. A nil *Metrics records nothing.
+// Metrics are the engine's Prometheus metrics, a prometheus.Collector. A
+// nil *Metrics records nothing.
 type Metrics struct {
 	items      *prometheus.CounterVec
 	chunks     *prometheus.HistogramVec
@@ -33,8 +34,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Job execution status transitions seen by this process.",
 		}, []string{"job", "status"}),
 	}
-	reg.MustRegister(m.items, m.chunks, m.executions)
+	reg.MustRegister(m)
 	return m
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.items.Describe(ch)
+	m.chunks.Describe(ch)
+	m.executions.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	m.items.Collect(ch)
+	m.chunks.Collect(ch)
+	m.executions.Collect(ch)
 }
 
 func (m *Metrics) chunk(job, step string, o *chunk, d time.Duration) {
@@ -55,53 +70,107 @@ func (m *Metrics) execution(job string, status Status) {
 	m.executions.WithLabelValues(job, status).Inc()
 }
 
-// ExecutionsCollector reports the job repository's executions by job and
-// status (passbatch_job_executions), read from Postgres at most every 15 s
-// however often it is scraped.
-type ExecutionsCollector struct {
-	db   *bun.DB
-	desc *prometheus.Desc
+// RepositoryCollector reports what the job repository holds, read from
+// Postgres at most every 15 s however often it is scraped:
+//
+//   - passbatch_job_executions{job,status}: executions by job and status;
+//   - passbatch_running_partitions{job,step,status}: the partitions of
+//     running executions;
+//   - passbatch_execution_idle_seconds{job}: for each job with a running
+//     execution, the longest time one has recorded no progress;
+//   - passbatch_workers{state} and passbatch_worker_slots: worker processes
+//     with a heartbeat in the last 15 s, and their concurrency.
+type RepositoryCollector struct {
+	db *bun.DB
 
-	mu   sync.Mutex
-	at   time.Time
-	rows []executionCount
+	mu      sync.Mutex
+	at      time.Time
+	metrics []prometheus.Metric
 }
 
-type executionCount struct {
-	Job    string `bun:"job_name"`
-	Status string `bun:"status"`
-	N      int64  `bun:"n"`
-}
+var (
+	descExecutions = prometheus.NewDesc("passbatch_job_executions",
+		"Job executions in the repository by job and status.", []string{"job", "status"}, nil)
+	descPartitions = prometheus.NewDesc("passbatch_running_partitions",
+		"Partitions of running job executions by job, step and status.", []string{"job", "step", "status"}, nil)
+	descIdle = prometheus.NewDesc("passbatch_execution_idle_seconds",
+		"Seconds since a running execution of the job last recorded progress (the longest).", []string{"job"}, nil)
+	descWorkers = prometheus.NewDesc("passbatch_workers",
+		"Worker processes whose heartbeat is at most 15 s old, by state (RUNNING, DRAINING).", []string{"state"}, nil)
+	descSlots = prometheus.NewDesc("passbatch_worker_slots",
+		"Task slots (WORKER_CONCURRENCY summed) of the running workers with a fresh heartbeat.", nil, nil)
+)
 
-// executionsTTL is how long a count of the executions is served again.
-const executionsTTL = 15 * time.Second
+// repositoryTTL is how long one read of the repository is served again.
+const repositoryTTL = 15 * time.Second
 
-// NewExecutionsCollector returns a collector over db; register it once.
-func NewExecutionsCollector(db *bun.DB) *ExecutionsCollector {
-	return &ExecutionsCollector{db: db, desc: prometheus.NewDesc("passbatch_job_executions",
-		"Job executions in the repository by job and status.", []string{"job", "status"}, nil)}
-}
+// NewRepositoryCollector returns a collector over db; register it once.
+func NewRepositoryCollector(db *bun.DB) *RepositoryCollector { return &RepositoryCollector{db: db} }
 
 // Describe implements prometheus.Collector.
-func (c *ExecutionsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *RepositoryCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descExecutions, descPartitions, descIdle, descWorkers, descSlots} {
+		ch <- d
+	}
+}
 
 // Collect implements prometheus.Collector.
-func (c *ExecutionsCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *RepositoryCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if time.Since(c.at) > executionsTTL {
+	if time.Since(c.at) > repositoryTTL {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		var rows []executionCount
-		err := c.db.NewRaw(`SELECT i.job_name, e.status, count(*) AS n FROM batch_job_execution e
-			JOIN batch_job_instance i USING (job_instance_id) GROUP BY 1, 2`).Scan(ctx, &rows)
-		if err != nil {
-			ch <- prometheus.NewInvalidMetric(c.desc, err)
-			return
+		c.metrics, c.at = c.read(ctx), time.Now()
+	}
+	for _, m := range c.metrics {
+		ch <- m
+	}
+}
+
+// labelled is one row of a grouped count.
+type labelled struct {
+	A string  `bun:"a"`
+	B string  `bun:"b"`
+	C string  `bun:"c"`
+	N float64 `bun:"n"`
+}
+
+// repositoryQueries are the collector's reads: each returns rows whose
+// leading labels (a, b, c) match its descriptor's.
+var repositoryQueries = []struct {
+	desc   *prometheus.Desc
+	labels int
+	sql    string
+}{
+	{descExecutions, 2, `SELECT i.job_name AS a, e.status AS b, count(*)::float8 AS n FROM batch_job_execution e
+		JOIN batch_job_instance i USING (job_instance_id) GROUP BY 1, 2`},
+	{descPartitions, 3, `SELECT i.job_name AS a, s.step_name AS b, s.status AS c, count(*)::float8 AS n FROM batch_job_execution e
+		JOIN batch_job_instance i USING (job_instance_id) JOIN batch_step_execution s USING (job_execution_id)
+		WHERE e.status IN ('STARTING', 'STARTED', 'STOPPING') AND s.parent_step_execution_id IS NOT NULL GROUP BY 1, 2, 3`},
+	{descIdle, 1, `SELECT a, max(idle)::float8 AS n FROM (SELECT i.job_name AS a,
+			extract(epoch FROM now() - greatest(e.last_updated, max(s.last_updated))) AS idle
+		FROM batch_job_execution e JOIN batch_job_instance i USING (job_instance_id)
+		LEFT JOIN batch_step_execution s USING (job_execution_id)
+		WHERE e.status IN ('STARTING', 'STARTED', 'STOPPING') GROUP BY e.job_execution_id, i.job_name, e.last_updated) x GROUP BY a`},
+	{descWorkers, 1, `SELECT state AS a, count(*)::float8 AS n FROM batch_worker WHERE heartbeat_at > now() - interval '15 seconds' GROUP BY 1`},
+	{descSlots, 0, `SELECT coalesce(sum(concurrency), 0)::float8 AS n FROM batch_worker
+		WHERE state = 'RUNNING' AND heartbeat_at > now() - interval '15 seconds'`},
+}
+
+// read runs every query once; a failed one yields an invalid metric.
+func (c *RepositoryCollector) read(ctx context.Context) []prometheus.Metric {
+	var out []prometheus.Metric
+	for _, q := range repositoryQueries {
+		var rows []labelled
+		if err := c.db.NewRaw(q.sql).Scan(ctx, &rows); err != nil {
+			out = append(out, prometheus.NewInvalidMetric(q.desc, err))
+			continue
 		}
-		c.rows, c.at = rows, time.Now()
+		for _, r := range rows {
+			labels := []string{r.A, r.B, r.C}[:q.labels]
+			out = append(out, prometheus.MustNewConstMetric(q.desc, prometheus.GaugeValue, r.N, labels...))
+		}
 	}
-	for _, r := range c.rows {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(r.N), r.Job, r.Status)
-	}
+	return out
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/config"
 	"github.com/passbatch/passbatch/notify"
@@ -418,5 +420,43 @@ func TestRegisteredSchedule(t *testing.T) {
 	if _, ok := reg[tasks.JobUsePasses]; ok || len(reg) != len(tasks.DefaultSchedule)-1 || reg[tasks.JobExpirePasses].Cron != "*/2 * * * *" ||
 		reg[tasks.JobExpirePasses].RegisteredBy != "host-b/2" {
 		t.Fatalf("after the second scheduler: %+v", reg)
+	}
+}
+
+// TestScheduleCollector: a registered job whose latest tick (past the
+// grace) has no execution since is reported missed; one launched since is
+// not.
+func TestScheduleCollector(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	ctx := context.Background()
+	entries, _ := tasks.Schedule(nil)
+	if err := tasks.Register(ctx, b.db.DB, entries, "host/1"); err != nil {
+		t.Fatal(err)
+	}
+	b.exec(t, "UPDATE schedule_entry SET modified_at = now() - interval '1 hour'")
+	missed := func() map[string]float64 {
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(tasks.NewScheduleCollector(b.db.DB))
+		fams, err := reg.Gather()
+		if err != nil {
+			t.Fatalf("gather: %v", err)
+		}
+		out := map[string]float64{}
+		for _, f := range fams {
+			if f.GetName() == "passbatch_schedule_missed" {
+				for _, m := range f.GetMetric() {
+					out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+		return out
+	}
+	if m := missed(); m[tasks.JobExpirePasses] != 1 || len(m) != len(entries) {
+		t.Fatalf("no execution for an hour: missed %v, want expire-passes (every minute) missed", m)
+	}
+	requireCompleted(t, b.run(t, tasks.JobExpirePasses, time.Now().UTC()))
+	if m := missed(); m[tasks.JobExpirePasses] != 0 {
+		t.Fatalf("after a launch just now: missed %v, want expire-passes 0", m)
 	}
 }

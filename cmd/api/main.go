@@ -15,7 +15,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/config"
 	"github.com/passbatch/passbatch/internal/system"
 	"github.com/passbatch/passbatch/web"
@@ -45,7 +44,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.sys = sys
-	sys.Metrics.MustRegister(batch.NewExecutionsCollector(sys.DB))
+	sys.Metrics.MustRegister(system.RepositoryCollectors(sys.DB, sys.Inspector)...)
 	w := m.Config.Web
 	m.app = web.New(web.Options{
 		DB: sys.DB, Logger: m.Logger, Metrics: sys.Metrics, MetricsToken: w.MetricsToken, PingRedis: sys.PingRedis,

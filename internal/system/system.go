@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynq/x/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
@@ -52,7 +53,7 @@ type System struct {
 // cannot hold locks for long.
 func Open(ctx context.Context, cfg config.Config, log *slog.Logger, appName string) (*System, error) {
 	s := &System{Config: cfg, Logger: log, Metrics: prometheus.NewRegistry()}
-	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.Metrics.MustRegister(ProcessCollectors()...)
 	db, err := database.Open(ctx, cfg.DatabaseURL, database.Options{
 		MaxOpenConns: 4 * cfg.WorkerConcurrency, ApplicationName: appName,
 		Session: database.SessionLimits{
@@ -88,17 +89,38 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, appName stri
 	}
 	s.Notifier = notify.FromConfig(cfg.NotifyWebhookURL, log)
 	s.Registry = tasks.Registry(tasks.Deps{DB: db, Notifier: s.Notifier, Store: s.Store, Logger: log})
+	if s.Redis != nil {
+		s.Inspector = asynq.NewInspector(s.Redis)
+	}
 	sizer := batch.FixedPartitions(cfg.Partitions)
 	if cfg.Partitions == 0 {
 		sizer = batch.FixedPartitions(batch.MinPartitions)
-		if s.Redis != nil {
-			s.Inspector = asynq.NewInspector(s.Redis)
+		if s.Inspector != nil {
 			sizer = batch.AutoPartitions(s.Inspector, log)
 		}
 	}
 	s.Engine = batch.New(db, s.Client, s.Registry, batch.Options{Logger: log, Metrics: batch.NewMetrics(s.Metrics),
 		MaxRetry: cfg.Fleet.TaskMaxRetry, Partitions: sizer})
 	return s, nil
+}
+
+// ProcessCollectors are the collectors every process registers: the Go
+// runtime's and the process's (RSS, CPU, open files).
+func ProcessCollectors() []prometheus.Collector {
+	return []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})}
+}
+
+// RepositoryCollectors are what the api adds to its /metrics: the job
+// repository (executions, running partitions, idle executions, live
+// workers), the registered cron table (missed ticks) and, with insp,
+// asynq's queues (asynq_queue_size, asynq_queue_latency_seconds, …).
+// Workers do not add them: one scrape of one api is enough for the fleet.
+func RepositoryCollectors(db *bun.DB, insp *asynq.Inspector) []prometheus.Collector {
+	cs := []prometheus.Collector{batch.NewRepositoryCollector(db), tasks.NewScheduleCollector(db)}
+	if insp != nil {
+		cs = append(cs, metrics.NewQueueMetricsCollector(insp))
+	}
+	return cs
 }
 
 // ErrRedisCluster is REDIS_URL naming a Redis Cluster node.
