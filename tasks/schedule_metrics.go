@@ -40,7 +40,10 @@ func NewScheduleCollector(db *bun.DB) *ScheduleCollector {
 }
 
 // Describe implements prometheus.Collector.
-func (c *ScheduleCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descMissed; ch <- descLastLaunch }
+func (c *ScheduleCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descMissed
+	ch <- descLastLaunch
+}
 
 // Collect implements prometheus.Collector.
 func (c *ScheduleCollector) Collect(ch chan<- prometheus.Metric) {
