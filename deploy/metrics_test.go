@@ -22,7 +22,7 @@ import (
 // registerer keeps what is registered with it.
 type registerer struct{ cs []prometheus.Collector }
 
-func (r *registerer) Register(c prometheus.Collector) error { r.cs = append(r.cs, c); return nil }
+func (r *registerer) Register(c prometheus.Collector) error   { r.cs = append(r.cs, c); return nil }
 func (r *registerer) MustRegister(cs ...prometheus.Collector) { r.cs = append(r.cs, cs...) }
 func (r *registerer) Unregister(prometheus.Collector) bool    { return false }
 
@@ -129,8 +129,8 @@ func TestDashboardAndAlerts(t *testing.T) {
 		Title  string `json:"title"`
 		UID    string `json:"uid"`
 		Panels []struct {
-			Title   string `json:"title"`
-			Type    string `json:"type"`
+			Title   string                   `json:"title"`
+			Type    string                   `json:"type"`
 			GridPos struct{ H, W, X, Y int } `json:"gridPos"`
 			Targets []struct {
 				Expr string `json:"expr"`
