@@ -1,0 +1,336 @@
+package deploy_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/passbatch/passbatch/batch"
+	"github.com/passbatch/passbatch/internal/testenv"
+)
+
+// KEDA's ScaledObject and TriggerAuthentication (keda.sh/v1alpha1), the
+// fields of KEDA v2's API that exist, so an unknown one is refused like in
+// the typed Kubernetes structs (importing KEDA's module would bring its
+// controller runtime).
+type scaledObject struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		ScaleTargetRef struct {
+			APIVersion string `json:"apiVersion,omitempty"`
+			Kind       string `json:"kind,omitempty"`
+			Name       string `json:"name"`
+		} `json:"scaleTargetRef"`
+		PollingInterval  *int32          `json:"pollingInterval,omitempty"`
+		CooldownPeriod   *int32          `json:"cooldownPeriod,omitempty"`
+		IdleReplicaCount *int32          `json:"idleReplicaCount,omitempty"`
+		MinReplicaCount  *int32          `json:"minReplicaCount,omitempty"`
+		MaxReplicaCount  *int32          `json:"maxReplicaCount,omitempty"`
+		Advanced         json.RawMessage `json:"advanced,omitempty"`
+		Triggers         []struct {
+			Type              string            `json:"type"`
+			Name              string            `json:"name,omitempty"`
+			UseCachedMetrics  bool              `json:"useCachedMetrics,omitempty"`
+			Metadata          map[string]string `json:"metadata"`
+			MetricType        string            `json:"metricType,omitempty"`
+			AuthenticationRef *struct {
+				Name string `json:"name"`
+				Kind string `json:"kind,omitempty"`
+			} `json:"authenticationRef,omitempty"`
+		} `json:"triggers"`
+	} `json:"spec"`
+}
+
+type triggerAuthentication struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		SecretTargetRef []struct {
+			Parameter string `json:"parameter"`
+			Name      string `json:"name"`
+			Key       string `json:"key"`
+		} `json:"secretTargetRef,omitempty"`
+		Env []struct {
+			Parameter     string `json:"parameter"`
+			Name          string `json:"name"`
+			ContainerName string `json:"containerName,omitempty"`
+		} `json:"env,omitempty"`
+	} `json:"spec"`
+}
+
+// kedaRedisMetadata are the parameters of KEDA's redis (list) scaler.
+var kedaRedisMetadata = []string{"address", "addressFromEnv", "host", "hostFromEnv", "port", "portFromEnv", "listName", "listLength",
+	"activationListLength", "databaseIndex", "enableTLS", "unsafeSsl", "username", "usernameFromEnv", "passwordFromEnv"}
+
+// rendered is a kustomization's objects, each decoded into its type.
+type rendered struct {
+	deployments map[string]*appsv1.Deployment
+	jobs        map[string]*batchv1.Job
+	services    map[string]*corev1.Service
+	configMaps  map[string]*corev1.ConfigMap
+	pdbs        map[string]*policyv1.PodDisruptionBudget
+	policies    map[string]*networkingv1.NetworkPolicy
+	scaled      map[string]*scaledObject
+	auths       map[string]*triggerAuthentication
+	namespaces  []string
+	kinds       []string
+}
+
+// render runs kustomize on dir (no network, no plugins) and decodes every
+// object strictly into its typed struct: an unknown field is an error.
+func render(t *testing.T, dir string) *rendered {
+	t.Helper()
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	resources, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		t.Fatalf("kustomize build %s: %v", dir, err)
+	}
+	out := &rendered{deployments: map[string]*appsv1.Deployment{}, jobs: map[string]*batchv1.Job{}, services: map[string]*corev1.Service{},
+		configMaps: map[string]*corev1.ConfigMap{}, pdbs: map[string]*policyv1.PodDisruptionBudget{}, policies: map[string]*networkingv1.NetworkPolicy{},
+		scaled: map[string]*scaledObject{}, auths: map[string]*triggerAuthentication{}}
+	for _, r := range resources.Resources() {
+		raw, err := r.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		gvk := r.GetGvk()
+		key := gvk.ApiVersion() + " " + gvk.Kind
+		var into any
+		name := r.GetName()
+		switch key {
+		case "apps/v1 Deployment":
+			v := &appsv1.Deployment{}
+			out.deployments[name], into = v, v
+		case "batch/v1 Job":
+			v := &batchv1.Job{}
+			out.jobs[name], into = v, v
+		case "v1 Service":
+			v := &corev1.Service{}
+			out.services[name], into = v, v
+		case "v1 ConfigMap":
+			v := &corev1.ConfigMap{}
+			out.configMaps[strings.Split(name, "-")[0]+"-"+strings.Split(name, "-")[1]], into = v, v
+		case "v1 Namespace":
+			v := &corev1.Namespace{}
+			out.namespaces, into = append(out.namespaces, name), v
+		case "policy/v1 PodDisruptionBudget":
+			v := &policyv1.PodDisruptionBudget{}
+			out.pdbs[name], into = v, v
+		case "networking.k8s.io/v1 NetworkPolicy":
+			v := &networkingv1.NetworkPolicy{}
+			out.policies[name], into = v, v
+		case "keda.sh/v1alpha1 ScaledObject":
+			v := &scaledObject{}
+			out.scaled[name], into = v, v
+		case "keda.sh/v1alpha1 TriggerAuthentication":
+			v := &triggerAuthentication{}
+			out.auths[name], into = v, v
+		default:
+			t.Fatalf("%s: object %s %s of a kind this test does not know; add it", dir, key, name)
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(into); err != nil {
+			t.Fatalf("%s: %s %s: %v", dir, key, name, err)
+		}
+		out.kinds = append(out.kinds, gvk.Kind)
+	}
+	return out
+}
+
+func (r *rendered) podTemplates() map[string]*corev1.PodTemplateSpec {
+	out := map[string]*corev1.PodTemplateSpec{}
+	for n, d := range r.deployments {
+		out[n] = &d.Spec.Template
+	}
+	for n, j := range r.jobs {
+		out[n] = &j.Spec.Template
+	}
+	return out
+}
+
+// TestKubernetesProduction renders the production overlay and checks what
+// running it depends on: probes, drain time, disruption budgets, KEDA on
+// the queues asynq really writes, secrets from outside, policies that
+// select the pods, pinned images, known settings.
+func TestKubernetesProduction(t *testing.T) {
+	t.Parallel()
+	r := render(t, "k8s/overlays/production")
+	for _, want := range []string{"passbatch-api", "passbatch-worker", "passbatch-scheduler"} {
+		d := r.deployments[want]
+		if d == nil {
+			t.Fatalf("no Deployment %s (have %v)", want, r.kinds)
+		}
+		if d.Namespace != "passbatch" {
+			t.Errorf("%s in namespace %q", want, d.Namespace)
+		}
+	}
+	if len(r.namespaces) != 1 || r.namespaces[0] != "passbatch" {
+		t.Errorf("namespaces %v", r.namespaces)
+	}
+	api := r.deployments["passbatch-api"]
+	if *api.Spec.Replicas < 2 {
+		t.Errorf("api replicas %d, want at least 2", *api.Spec.Replicas)
+	}
+	c := api.Spec.Template.Spec.Containers[0]
+	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" ||
+		c.LivenessProbe == nil || c.LivenessProbe.HTTPGet == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" {
+		t.Errorf("api probes: readiness %+v liveness %+v", c.ReadinessProbe, c.LivenessProbe)
+	}
+	for _, name := range []string{"passbatch-api", "passbatch-scheduler"} {
+		pdb := r.pdbs[name]
+		if pdb == nil || pdb.Spec.Selector.MatchLabels["app.kubernetes.io/name"] != name {
+			t.Errorf("no PodDisruptionBudget selecting %s", name)
+		}
+	}
+	if n := *r.deployments["passbatch-scheduler"].Spec.Replicas; n < 2 {
+		t.Errorf("scheduler replicas %d, want 2 (duplicates are safe)", n)
+	}
+	// The drain: SHUTDOWN_TIMEOUT from the config, well inside the grace.
+	cfg := r.configMaps["passbatch-config"]
+	if cfg == nil {
+		t.Fatal("no passbatch-config ConfigMap")
+	}
+	shutdown, err := time.ParseDuration(cfg.Data["SHUTDOWN_TIMEOUT"])
+	if err != nil {
+		t.Fatalf("SHUTDOWN_TIMEOUT %q: %v", cfg.Data["SHUTDOWN_TIMEOUT"], err)
+	}
+	for n, d := range r.deployments {
+		grace := time.Duration(*d.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second
+		if grace < shutdown+3*time.Second {
+			t.Errorf("%s: terminationGracePeriodSeconds %s does not cover SHUTDOWN_TIMEOUT %s", n, grace, shutdown)
+		}
+	}
+	if cfg.Data["STORAGE_URL"] == "" || cfg.Data["PARTITIONS"] != "auto" {
+		t.Errorf("production config %v: want exports in S3 and PARTITIONS=auto", cfg.Data)
+	}
+	readme, _ := os.ReadFile("../README.md")
+	for k := range cfg.Data {
+		if !strings.Contains(string(readme), "`"+k+"`") {
+			t.Errorf("config %s is not a setting the README documents", k)
+		}
+	}
+	// Secrets come from outside: no Secret is rendered, every pod reads
+	// passbatch-secrets, and KEDA's password too.
+	for n, p := range r.podTemplates() {
+		found := false
+		for _, c := range p.Spec.Containers {
+			for _, e := range c.EnvFrom {
+				found = found || (e.SecretRef != nil && e.SecretRef.Name == "passbatch-secrets")
+			}
+			if !strings.HasPrefix(c.Image, "registry.example.com/passbatch:") || strings.HasSuffix(c.Image, ":latest") {
+				t.Errorf("%s: image %q, want a pinned release", n, c.Image)
+			}
+			if c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+				t.Errorf("%s: no memory request and limit", n)
+			}
+		}
+		if !found {
+			t.Errorf("%s does not read passbatch-secrets", n)
+		}
+		if p.Labels["app.kubernetes.io/part-of"] != "passbatch" {
+			t.Errorf("%s: pods not labelled part-of=passbatch, so the Redis and Postgres policies would refuse them", n)
+		}
+		if sc := p.Spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+			t.Errorf("%s: may run as root (the namespace enforces restricted)", n)
+		}
+	}
+	for _, k := range r.kinds {
+		if k == "Secret" {
+			t.Error("a Secret is rendered: secrets must not have values in the repository")
+		}
+	}
+	// KEDA scales the workers on the partition queue's pending list.
+	so := r.scaled["passbatch-worker"]
+	if so == nil || so.Spec.ScaleTargetRef.Name != "passbatch-worker" || *so.Spec.MaxReplicaCount != 32 || *so.Spec.MinReplicaCount != 2 {
+		t.Fatalf("ScaledObject %+v", so)
+	}
+	lists := map[string]bool{}
+	for _, tr := range so.Spec.Triggers {
+		if tr.Type != "redis" || tr.AuthenticationRef == nil || r.auths[tr.AuthenticationRef.Name] == nil {
+			t.Errorf("trigger %+v: want redis with a TriggerAuthentication", tr)
+		}
+		lists[tr.Metadata["listName"]] = true
+		for k := range tr.Metadata {
+			if !slices.Contains(kedaRedisMetadata, k) {
+				t.Errorf("trigger %s: metadata %q is not a KEDA redis scaler parameter", tr.Name, k)
+			}
+		}
+	}
+	if !lists[fmt.Sprintf("asynq:{%s}:pending", batch.QueuePartition)] {
+		t.Errorf("no trigger on the partition queue's pending list: %v", lists)
+	}
+	// Policies: deny by default; Redis and Postgres only from our pods.
+	if p := r.policies["passbatch-default-deny"]; p == nil || len(p.Spec.PodSelector.MatchLabels) != 0 || len(p.Spec.Ingress) != 0 {
+		t.Errorf("default-deny policy %+v", p)
+	}
+	for _, name := range []string{"passbatch-redis", "passbatch-postgres"} {
+		p := r.policies[name]
+		if p == nil || len(p.Spec.Ingress) != 1 || p.Spec.Ingress[0].From[0].PodSelector.MatchLabels["app.kubernetes.io/part-of"] != "passbatch" {
+			t.Errorf("policy %s does not limit its ingress to passbatch's pods: %+v", name, p)
+		}
+	}
+}
+
+// TestKubernetesMigrate: the migration Job renders on its own, runs ptctl
+// migrate once per release and cleans itself up.
+func TestKubernetesMigrate(t *testing.T) {
+	t.Parallel()
+	r := render(t, "k8s/migrate")
+	j := r.jobs["passbatch-migrate"]
+	if j == nil || len(r.jobs) != 1 || len(r.deployments) != 0 {
+		t.Fatalf("want just the migrate Job, have %v", r.kinds)
+	}
+	c := j.Spec.Template.Spec.Containers[0]
+	if strings.Join(c.Command, " ") != "/usr/local/bin/ptctl migrate" || j.Spec.TTLSecondsAfterFinished == nil || j.Namespace != "passbatch" {
+		t.Fatalf("migrate Job: command %v, ttl %v, namespace %q", c.Command, j.Spec.TTLSecondsAfterFinished, j.Namespace)
+	}
+}
+
+// TestKubernetesBase: the base renders by itself too.
+func TestKubernetesBase(t *testing.T) {
+	t.Parallel()
+	r := render(t, "k8s/base")
+	if len(r.deployments) != 3 || len(r.scaled) != 1 || len(r.policies) != 5 {
+		t.Fatalf("base: %v", r.kinds)
+	}
+}
+
+// TestPendingListIsAsynqs: the list KEDA reads is where asynq keeps a
+// queue's pending tasks (a key asynq could rename in a release).
+func TestPendingListIsAsynqs(t *testing.T) {
+	t.Parallel()
+	rd := testenv.NewRedis(t)
+	opt, err := asynq.ParseRedisURI(rd.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := asynq.NewClient(opt)
+	defer client.Close()
+	for i := 0; i < 3; i++ {
+		if _, err := client.Enqueue(asynq.NewTask("probe", nil), asynq.Queue(batch.QueuePartition)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := rd.Client.LLen(context.Background(), fmt.Sprintf("asynq:{%s}:pending", batch.QueuePartition)).Result()
+	if err != nil || n != 3 {
+		t.Fatalf("LLEN of the pending list: %d (%v), want the 3 tasks enqueued", n, err)
+	}
+}
