@@ -1,9 +1,10 @@
 // Package chaos is passbatch's fault-injection suite (`make chaos`): real
-// worker and scheduler processes, a private Postgres cluster and a private
+// worker, scheduler and api processes, a private Postgres cluster and a private
 // redis-server, use-passes over a seeded gym, and one fault per scenario —
 // SIGKILL, rolling SIGTERM, Redis restarted empty, Postgres restarted,
 // connections terminated, Postgres gone past the retry budget, a scheduler
-// killed, a worker frozen. Each scenario must end COMPLETED with no human
+// killed, a worker frozen, the Postgres primary moved to another host, a
+// Redis Sentinel failover. Each scenario must end COMPLETED with no human
 // action and every invariant holding; the report compares its duration with
 // a run without the fault.
 //
