@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -361,5 +362,79 @@ func TestIdempotencyKeyByRoute(t *testing.T) {
 	var n int
 	if err := b.db.NewRaw("SELECT count(*) FROM bulk_pass").Scan(context.Background(), &n); err != nil || n != 3 {
 		t.Fatalf("%d bulk passes after one grant sent three ways with one key, want the 2 seeded + 1 (%v)", n, err)
+	}
+}
+
+// TestCookiesFollowTheSettingNotTheClient: with COOKIE_SECURE the cookies
+// are __Host- and Secure; without it they are neither, whatever
+// X-Forwarded-Proto a client sends.
+func TestCookiesFollowTheSettingNotTheClient(t *testing.T) {
+	t.Parallel()
+	for _, secure := range []bool{true, false} {
+		b := setupOpts(t, func(o *web.Options) { o.CookieSecure = secure })
+		req, _ := http.NewRequest("GET", b.url+"/login", nil)
+		req.Header.Set("X-Forwarded-Proto", "https")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		cs := resp.Cookies()
+		if len(cs) != 1 {
+			t.Fatalf("secure=%v: cookies %v, want the pre-session cookie", secure, cs)
+		}
+		c := cs[0]
+		if c.Secure != secure || strings.HasPrefix(c.Name, "__Host-") != secure || c.Path != "/" || !c.HttpOnly {
+			t.Errorf("COOKIE_SECURE=%v and X-Forwarded-Proto: https: cookie %s Secure=%v Path=%q HttpOnly=%v",
+				secure, c.Name, c.Secure, c.Path, c.HttpOnly)
+		}
+		if hsts := resp.Header.Get("Strict-Transport-Security"); (hsts != "") != secure {
+			t.Errorf("COOKIE_SECURE=%v: HSTS %q", secure, hsts)
+		}
+	}
+}
+
+// TestClientAddressFromTrustedProxiesOnly: X-Forwarded-For names the
+// client only when the connection comes from a TRUSTED_PROXIES address;
+// otherwise a client could pick a fresh address for every guess.
+func TestClientAddressFromTrustedProxiesOnly(t *testing.T) {
+	t.Parallel()
+	guess := func(b *bundle, forwardedFor string) int {
+		req, _ := http.NewRequest("POST", b.url+"/api/login", strings.NewReader(`{"email":"user@passbatch.local","password":"wrong"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Forwarded-For", forwardedFor)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, trusted := range []bool{false, true} {
+		b := setupOpts(t, func(o *web.Options) {
+			o.LoginLimit = 3
+			if trusted {
+				o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+			}
+		})
+		var codes []int
+		for i := 0; i < 4; i++ {
+			codes = append(codes, guess(b, fmt.Sprintf("203.0.113.%d", i+1))) // a new address each time
+		}
+		want := "[401 401 401 429]" // X-Forwarded-For ignored: one client
+		if trusted {
+			want = "[401 401 401 401]" // four clients behind the proxy
+		}
+		if fmt.Sprint(codes) != want {
+			t.Errorf("trusted=%v: 4 guesses from 4 forwarded addresses answered %v, want %s", trusted, codes, want)
+		}
+		if trusted {
+			for i := 0; i < 3; i++ {
+				guess(b, "198.51.100.7, 203.0.113.99") // the right-most untrusted hop is the client
+			}
+			if code := guess(b, "10.9.9.9, 203.0.113.99"); code != 429 {
+				t.Errorf("a spoofed left-most hop got %d, want 429: the client is the right-most untrusted hop", code)
+			}
+		}
 	}
 }
