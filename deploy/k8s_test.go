@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -116,32 +115,23 @@ func render(t *testing.T, dir string) *rendered {
 		name := r.GetName()
 		switch key {
 		case "apps/v1 Deployment":
-			v := &appsv1.Deployment{}
-			out.deployments[name], into = v, v
+			into = keep(out.deployments, name)
 		case "batch/v1 Job":
-			v := &batchv1.Job{}
-			out.jobs[name], into = v, v
+			into = keep(out.jobs, name)
 		case "v1 Service":
-			v := &corev1.Service{}
-			out.services[name], into = v, v
-		case "v1 ConfigMap":
-			v := &corev1.ConfigMap{}
-			out.configMaps[strings.Split(name, "-")[0]+"-"+strings.Split(name, "-")[1]], into = v, v
+			into = keep(out.services, name)
+		case "v1 ConfigMap": // generated: name-<hash>
+			into = keep(out.configMaps, name[:max(strings.LastIndex(name, "-"), 0)])
 		case "v1 Namespace":
-			v := &corev1.Namespace{}
-			out.namespaces, into = append(out.namespaces, name), v
+			out.namespaces, into = append(out.namespaces, name), &corev1.Namespace{}
 		case "policy/v1 PodDisruptionBudget":
-			v := &policyv1.PodDisruptionBudget{}
-			out.pdbs[name], into = v, v
+			into = keep(out.pdbs, name)
 		case "networking.k8s.io/v1 NetworkPolicy":
-			v := &networkingv1.NetworkPolicy{}
-			out.policies[name], into = v, v
+			into = keep(out.policies, name)
 		case "keda.sh/v1alpha1 ScaledObject":
-			v := &scaledObject{}
-			out.scaled[name], into = v, v
+			into = keep(out.scaled, name)
 		case "keda.sh/v1alpha1 TriggerAuthentication":
-			v := &triggerAuthentication{}
-			out.auths[name], into = v, v
+			into = keep(out.auths, name)
 		default:
 			t.Fatalf("%s: object %s %s of a kind this test does not know; add it", dir, key, name)
 		}
@@ -153,6 +143,13 @@ func render(t *testing.T, dir string) *rendered {
 		out.kinds = append(out.kinds, gvk.Kind)
 	}
 	return out
+}
+
+// keep makes a T for the object called name and files it in m.
+func keep[T any](m map[string]*T, name string) *T {
+	v := new(T)
+	m[name] = v
+	return v
 }
 
 func (r *rendered) podTemplates() map[string]*corev1.PodTemplateSpec {
@@ -318,17 +315,7 @@ func TestKubernetesBase(t *testing.T) {
 func TestPendingListIsAsynqs(t *testing.T) {
 	t.Parallel()
 	rd := testenv.NewRedis(t)
-	opt, err := asynq.ParseRedisURI(rd.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := asynq.NewClient(opt)
-	defer client.Close()
-	for i := 0; i < 3; i++ {
-		if _, err := client.Enqueue(asynq.NewTask("probe", nil), asynq.Queue(batch.QueuePartition)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enqueueProbes(t, rd.URL, 3, []string{batch.QueuePartition})
 	n, err := rd.Client.LLen(context.Background(), fmt.Sprintf("asynq:{%s}:pending", batch.QueuePartition)).Result()
 	if err != nil || n != 3 {
 		t.Fatalf("LLEN of the pending list: %d (%v), want the 3 tasks enqueued", n, err)

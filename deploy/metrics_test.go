@@ -28,6 +28,25 @@ func (r *registerer) Unregister(prometheus.Collector) bool    { return false }
 
 var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
 
+// enqueueProbes puts n tasks of a type nobody handles into each of queues
+// of the Redis at url.
+func enqueueProbes(t *testing.T, url string, n int, queues []string, opts ...asynq.Option) {
+	t.Helper()
+	opt, err := asynq.ParseRedisURI(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := asynq.NewClient(opt)
+	defer client.Close()
+	for _, q := range queues {
+		for i := 0; i < n; i++ {
+			if _, err := client.Enqueue(asynq.NewTask("probe", nil), append([]asynq.Option{asynq.Queue(q)}, opts...)...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
 // exported is every metric name a passbatch process serves: what
 // system.Open registers in every process (the Go and process collectors,
 // the engine's metrics) and what the api adds (system.RepositoryCollectors,
@@ -36,17 +55,8 @@ func exported(t *testing.T) map[string]bool {
 	t.Helper()
 	db := testenv.NewDB(t)
 	rd := testenv.NewRedis(t)
-	opt, err := asynq.ParseRedisURI(rd.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := asynq.NewClient(opt)
-	defer client.Close()
-	for _, q := range []string{batch.QueueControl, batch.QueuePartition} {
-		if _, err := client.Enqueue(asynq.NewTask("probe", nil), asynq.Queue(q), asynq.ProcessIn(time.Hour)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enqueueProbes(t, rd.URL, 1, []string{batch.QueueControl, batch.QueuePartition}, asynq.ProcessIn(time.Hour))
+	opt, _ := asynq.ParseRedisURI(rd.URL)
 	insp := asynq.NewInspector(opt)
 	defer insp.Close()
 	reg := &registerer{}
