@@ -80,6 +80,13 @@ type StepDetail struct {
 	LiveRead  int64 `json:"live_read"`
 	LiveWrite int64 `json:"live_write"`
 	LiveSkip  int64 `json:"live_skip"`
+	// ItemsPerSecond is items read over the time the step has run.
+	ItemsPerSecond *float64 `json:"items_per_second,omitempty"`
+	// ETASeconds estimates the time left of a running partitioned step
+	// from the share of its key ranges done.
+	ETASeconds *float64 `json:"eta_seconds,omitempty"`
+	// Partitions are the step's partitions (partitioned steps).
+	Partitions []PartitionDetail `json:"partitions,omitempty"`
 }
 
 // ExecutionDetail is one execution with its parameters, steps and skips.
@@ -112,10 +119,16 @@ func (e *Engine) Execution(ctx context.Context, id int64) (*ExecutionDetail, err
 	if !Running(je.Status) {
 		d.Progress = 1
 	}
-	if err := e.db.NewSelect().Model(&d.Skipped).
-		Where("step_execution_id IN (SELECT step_execution_id FROM batch_step_execution WHERE job_execution_id = ?)", id).
-		Order("id").Limit(100).Scan(ctx); err != nil {
-		return nil, fmt.Errorf("load skipped items: %w", err)
+	parts, now, err := e.loadPartitions(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	for i := range d.Steps {
+		d.Steps[i].Partitions = parts[d.Steps[i].StepExecutionID]
+		stepPace(&d.Steps[i], now)
+	}
+	if d.Skipped, err = e.Skipped(ctx, id, 0, 100); err != nil {
+		return nil, err
 	}
 	return d, nil
 }
