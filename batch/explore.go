@@ -27,6 +27,8 @@ type ExecutionSummary struct {
 type ExecutionFilter struct {
 	JobName string
 	Status  string
+	// From and To bound the creation time: From <= created < To (zero: open).
+	From, To time.Time
 	// Before pages backwards: executions with a smaller id (keyset).
 	Before int64
 	// Limit is the page size. Default 50, at most 500.
@@ -63,6 +65,12 @@ func (e *Engine) ListExecutions(ctx context.Context, f ExecutionFilter) ([]Execu
 	}
 	if f.Before > 0 {
 		q = q.Where("e.job_execution_id < ?", f.Before)
+	}
+	if !f.From.IsZero() {
+		q = q.Where("e.create_time >= ?", f.From)
+	}
+	if !f.To.IsZero() {
+		q = q.Where("e.create_time < ?", f.To)
 	}
 	var out []ExecutionSummary
 	if err := q.Scan(ctx, &out); err != nil {
@@ -217,6 +225,34 @@ func (e *Engine) LastExecutions(ctx context.Context) (map[string]ExecutionSummar
 	out := make(map[string]ExecutionSummary, len(rows))
 	for _, r := range rows {
 		out[r.JobName] = r
+	}
+	return out, nil
+}
+
+// RunPoint is one finished or running execution in a job's recent history.
+type RunPoint struct {
+	JobName        string  `bun:"job_name" json:"job_name"`
+	JobExecutionID int64   `bun:"job_execution_id" json:"job_execution_id"`
+	Status         string  `bun:"status" json:"status"`
+	Seconds        float64 `bun:"seconds" json:"seconds"`
+}
+
+// RecentRuns returns each job's last n executions, oldest first, with how
+// long each ran (so far, for a running one), in one query.
+func (e *Engine) RecentRuns(ctx context.Context, n int) (map[string][]RunPoint, error) {
+	var rows []RunPoint
+	err := e.db.NewRaw(`SELECT job_name, job_execution_id, status, seconds FROM (
+			SELECT i.job_name, e.job_execution_id, e.status,
+				extract(epoch FROM coalesce(e.end_time, now()) - coalesce(e.start_time, e.create_time))::float8 AS seconds,
+				row_number() OVER (PARTITION BY i.job_name ORDER BY e.job_execution_id DESC) AS k
+			FROM batch_job_execution e JOIN batch_job_instance i USING (job_instance_id)) r
+		WHERE k <= ? ORDER BY job_name, job_execution_id`, n).Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("recent runs: %w", err)
+	}
+	out := map[string][]RunPoint{}
+	for _, r := range rows {
+		out[r.JobName] = append(out[r.JobName], r)
 	}
 	return out, nil
 }

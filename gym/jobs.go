@@ -20,7 +20,12 @@ type Job struct {
 	RegisteredBy string                  `json:"registered_by,omitempty"`
 	Steps        []string                `json:"steps"`
 	Last         *batch.ExecutionSummary `json:"last_execution"`
+	// Recent are the last RecentRuns executions, oldest first.
+	Recent []batch.RunPoint `json:"recent,omitempty"`
 }
+
+// RecentRuns is how many past executions Jobs returns per job.
+const RecentRuns = 20
 
 // Jobs lists the registered jobs with the cron a scheduler registered for
 // them (none: not scheduled) and their last execution.
@@ -33,11 +38,16 @@ func (s *Service) Jobs(ctx context.Context) ([]Job, error) {
 	if err != nil {
 		return nil, err
 	}
+	recent, err := s.Engine.RecentRuns(ctx, RecentRuns)
+	if err != nil {
+		return nil, err
+	}
 	var out []Job
 	for _, name := range s.Engine.Registry().Names() {
 		j, _ := s.Engine.Registry().Job(name)
 		r := reg[name]
-		v := Job{Name: name, Description: j.Description, Schedule: r.Cron, NextTick: r.Next, RegisteredBy: r.RegisteredBy, Steps: j.StepNames()}
+		v := Job{Name: name, Description: j.Description, Schedule: r.Cron, NextTick: r.Next, RegisteredBy: r.RegisteredBy, Steps: j.StepNames(),
+			Recent: recent[name]}
 		if l, ok := last[name]; ok {
 			v.Last = &l
 		}

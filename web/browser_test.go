@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/hibiken/asynq"
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/seed"
@@ -153,6 +154,41 @@ func TestBrowser(t *testing.T) {
 	)
 	if err != nil {
 		t.Fatalf("browser: %v", err)
+	}
+	// Follow a running execution on its page: partitions held back (their
+	// queue paused), then let go; the page's script must bring the page to
+	// COMPLETED without a reload.
+	opt, _ := asynq.ParseRedisURI(b.redis)
+	insp := asynq.NewInspector(opt)
+	defer insp.Close()
+	if err := insp.PauseQueue(batch.QueuePartition); err != nil {
+		t.Fatal(err)
+	}
+	run, err := b.engine.Launch(context.Background(), tasks.JobUsePasses, batch.Params{
+		batch.ParamRunAt: {Value: time.Now().UTC().Format(time.RFC3339), Identifying: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runningText, doneText string
+	var sameDocument bool
+	err = chromedp.Run(ctx,
+		chromedp.Navigate(fmt.Sprintf("%s/admin/executions/%d", b.url, run.JobExecutionID)),
+		chromedp.WaitVisible(`#live`), chromedp.WaitVisible(`#live .partitions`),
+		chromedp.Text(`main`, &runningText), shot("admin-execution-running"),
+		chromedp.Evaluate(`window.followed = true`, nil),
+		chromedp.ActionFunc(func(context.Context) error { return insp.UnpauseQueue(batch.QueuePartition) }),
+		chromedp.WaitVisible(`#live section.card h2 .badge.completed`),
+		chromedp.Evaluate(`window.followed === true`, &sameDocument),
+		chromedp.Text(`main`, &doneText), shot("admin-execution"),
+	)
+	if err != nil {
+		t.Fatalf("following execution %d: %v", run.JobExecutionID, err)
+	}
+	if !strings.Contains(runningText, "STARTED") && !strings.Contains(runningText, "STARTING") {
+		t.Errorf("the execution page of a held execution:\n%s", runningText)
+	}
+	if !sameDocument || !strings.Contains(doneText, "COMPLETED") || !strings.Contains(doneText, "deduct") {
+		t.Errorf("followed to the end without a reload %v:\n%s", sameDocument, doneText)
 	}
 	for _, want := range []string{"내 이용권", "남은 횟수", "무제한", "진행 중", "만료", "시작 전"} {
 		if !strings.Contains(passesText, want) {

@@ -54,5 +54,15 @@ var templateFuncs = template.FuncMap{
 		}
 		return end.Sub(*a).Round(time.Millisecond).String()
 	},
-	"add": func(a, b int) int { return a + b },
+	"add":   func(a, b int) int { return a + b },
+	"eta":   etaText,
+	"spark": sparkline,
+	"rate":  rateText,
+	"rate1": func(v float64) string { return rateText(&v) },
+	"deref2": func(p *string) string {
+		if p == nil {
+			return ""
+		}
+		return *p
+	},
 }

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/gym"
+	"github.com/passbatch/passbatch/models"
 )
 
 func (s *server) jobRoutes(a fiber.Router) {
@@ -32,6 +34,7 @@ func (s *server) jobRoutes(a fiber.Router) {
 		}
 		return c.JSON(d)
 	})
+	a.Get("/executions/:id/skipped", s.apiSkipped)
 	a.Post("/executions/:id/:action", func(c *fiber.Ctx) error {
 		id, err := pathID(c, "id")
 		if err != nil {
@@ -94,11 +97,12 @@ func (s *server) apiExecutions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	st := strings.ToUpper(c.Query("status"))
-	if st != "" && !contains(statuses, st) {
-		return invalid("status", "an execution status such as COMPLETED")
+	f, err := historyFilter(c)
+	if err != nil {
+		return err
 	}
-	out, err := s.o.Engine.ListExecutions(c.UserContext(), batch.ExecutionFilter{JobName: c.Query("job"), Status: st, Before: p.After, Limit: p.Limit})
+	f.Before, f.Limit = p.After, p.Limit
+	out, err := s.o.Engine.ListExecutions(c.UserContext(), f)
 	if err != nil {
 		return err
 	}
@@ -117,30 +121,77 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// historyFilter reads the history's filter from the query: job, status,
+// from and to (dates in the gym's zone, or RFC 3339), before (paging).
+func historyFilter(c *fiber.Ctx) (batch.ExecutionFilter, error) {
+	f := batch.ExecutionFilter{JobName: c.Query("job"), Status: strings.ToUpper(c.Query("status"))}
+	if f.Status != "" && !contains(statuses, f.Status) {
+		return f, invalid("status", "an execution status such as COMPLETED")
+	}
+	for _, b := range []struct {
+		name string
+		into *time.Time
+		next bool // a date means the end of that day
+	}{{"from", &f.From, false}, {"to", &f.To, true}} {
+		v := c.Query(b.name)
+		if v == "" {
+			continue
+		}
+		if t, err := time.Parse(time.RFC3339, v); err == nil {
+			*b.into = t
+		} else if t, err := time.ParseInLocation("2006-01-02", v, models.Seoul); err == nil {
+			if b.next {
+				t = t.AddDate(0, 0, 1)
+			}
+			*b.into = t
+		} else {
+			return f, invalid(b.name, "a date (2026-12-01) or an RFC 3339 time")
+		}
+	}
+	f.Before, _ = strconv.ParseInt(c.Query("before"), 10, 64)
+	return f, nil
+}
+
 func (s *server) pageJobs(c *fiber.Ctx) error {
 	ctx := c.UserContext()
 	jobs, err := s.gym.Jobs(ctx)
 	if err != nil {
 		return err
 	}
-	execs, err := s.o.Engine.ListExecutions(ctx, batch.ExecutionFilter{Limit: 25})
+	f, ferr := historyFilter(c)
+	if ferr != nil {
+		f = batch.ExecutionFilter{}
+	}
+	const page = 25
+	f.Limit = page
+	execs, err := s.o.Engine.ListExecutions(ctx, f)
 	if err != nil {
 		return err
+	}
+	var older int64
+	if len(execs) == page {
+		older = execs[page-1].JobExecutionID
 	}
 	var detail *batch.ExecutionDetail
 	if v := c.Query("execution"); v != "" {
 		if id, err := strconv.ParseInt(v, 10, 64); err == nil {
 			detail, _ = s.o.Engine.Execution(ctx, id)
 		}
-	} else if len(execs) > 0 {
+	} else if len(execs) > 0 && f.Before == 0 {
 		detail, _ = s.o.Engine.Execution(ctx, execs[0].JobExecutionID)
 	}
 	running := false
 	for _, e := range execs {
 		running = running || batch.Running(e.Status)
 	}
+	msg := c.Query("error")
+	if ferr != nil {
+		msg = asAPIError(ferr).Field + ": " + asAPIError(ferr).Message
+	}
 	return s.render(c, "jobs", "jobs", fiber.Map{
-		"Jobs": jobs, "Executions": execs, "Detail": detail, "Refresh": running, "Error": c.Query("error"),
+		"Jobs": jobs, "Executions": execs, "Detail": detail, "Refresh": running, "Error": msg,
+		"F":        fiber.Map{"Job": f.JobName, "Status": f.Status, "From": c.Query("from"), "To": c.Query("to")},
+		"Statuses": statuses, "Older": older, "Paged": f.Before > 0,
 	})
 }
 
@@ -149,7 +200,7 @@ func (s *server) pageLaunch(c *fiber.Ctx) error {
 	if err != nil {
 		return s.redirectError(c, "/admin/jobs", err)
 	}
-	return c.Redirect(fmt.Sprintf("/admin/jobs?execution=%d", je.JobExecutionID))
+	return c.Redirect(fmt.Sprintf("/admin/executions/%d", je.JobExecutionID))
 }
 
 func (s *server) pageControl(c *fiber.Ctx) error {
@@ -159,10 +210,10 @@ func (s *server) pageControl(c *fiber.Ctx) error {
 	}
 	now, err := s.gym.Control(c.UserContext(), id, c.Params("action"))
 	if err != nil {
-		return s.redirectError(c, fmt.Sprintf("/admin/jobs?execution=%d", id), err)
+		return s.redirectError(c, fmt.Sprintf("/admin/executions/%d", id), err)
 	}
 	if n := safeNext(c.FormValue("next")); n != "" {
 		return c.Redirect(n) // e.g. back to the exports page
 	}
-	return c.Redirect(fmt.Sprintf("/admin/jobs?execution=%d", now))
+	return c.Redirect(fmt.Sprintf("/admin/executions/%d", now))
 }

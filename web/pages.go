@@ -29,6 +29,10 @@ var dict = map[string]map[string]string{
 		"chartTitle": "최근 예약 현황", "forbidden": "권한이 없습니다.", "ready": "대기",
 		"exports": "데이터 내보내기", "kind": "종류", "format": "형식", "request": "내보내기 요청", "force": "같은 요청도 새로 만들기",
 		"download": "다운로드", "rows": "행", "requested": "요청됨", "kindpasses": "이용권", "kindbookings": "예약", "kindstatistics": "통계",
+		"execution": "실행 상세", "params": "파라미터", "identifying": "식별", "item": "항목", "phase": "단계", "reason": "사유", "when": "시각",
+		"more": "더 보기", "noSkips": "건너뛴 항목이 없습니다.", "timeline": "타임라인", "rate": "처리량", "eta": "남은 시간",
+		"partitions": "파티션", "partition": "파티션", "keys": "키 범위", "worker": "워커", "lastUpdate": "마지막 갱신", "straggler": "지연",
+		"filter": "조회", "older": "이전 기록", "newer": "최신 기록", "recent": "최근 실행",
 	},
 	"en": {
 		"title": "passbatch", "login": "Log in", "logout": "Log out", "email": "Email", "password": "Password",
@@ -46,6 +50,10 @@ var dict = map[string]map[string]string{
 		"chartTitle": "Bookings", "forbidden": "You are not allowed here.", "ready": "Waiting",
 		"exports": "Exports", "kind": "Kind", "format": "Format", "request": "Request export", "force": "new even if identical",
 		"download": "Download", "rows": "rows", "requested": "Requested", "kindpasses": "Passes", "kindbookings": "Bookings", "kindstatistics": "Statistics",
+		"execution": "Execution", "params": "Parameters", "identifying": "identifying", "item": "Item", "phase": "Phase", "reason": "Reason", "when": "When",
+		"more": "More", "noSkips": "No skipped items.", "timeline": "Timeline", "rate": "Items/s", "eta": "ETA",
+		"partitions": "partitions", "partition": "Partition", "keys": "Keys", "worker": "Worker", "lastUpdate": "Last update", "straggler": "straggler",
+		"filter": "Filter", "older": "Older", "newer": "Newest", "recent": "Recent runs",
 	},
 }
 
@@ -144,6 +152,8 @@ func (s *server) pageRoutes(app *fiber.App) {
 	admin.Get("/statistics", s.pageStats)
 	admin.Get("/jobs", s.pageJobs)
 	admin.Post("/jobs/:name/launch", s.pageLaunch)
+	admin.Get("/executions/:id", s.pageExecution)
+	admin.Get("/executions/:id/live", s.pageExecutionLive)
 	admin.Post("/executions/:id/:action", s.pageControl)
 	admin.Get("/exports", s.pageExports)
 	admin.Post("/exports", s.pageExportCreate)

@@ -1,0 +1,113 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/passbatch/passbatch/batch"
+	"github.com/passbatch/passbatch/seed"
+	"github.com/passbatch/passbatch/tasks"
+)
+
+// get fetches path with client and returns the status and body.
+func get(t *testing.T, c *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestExecutionPage: an execution has its own page (parameters, status,
+// timeline, steps with pace, partitions, skipped items), a live part the
+// page's script polls, and the API detail carries the same pace and
+// partitions; the jobs page filters its history and links there.
+func TestExecutionPage(t *testing.T) {
+	t.Parallel()
+	b := setup(t, true)
+	admin := b.userClient(t, seed.AdminEmail, seed.AdminPassword)
+	p := batch.Params{batch.ParamRunAt: {Value: time.Now().UTC().Format(time.RFC3339), Identifying: true}}
+	je, err := b.engine.Launch(context.Background(), tasks.JobUsePasses, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := b.waitExecution(t, je.JobExecutionID); st != batch.StatusCompleted {
+		t.Fatalf("use-passes ended %s", st)
+	}
+	id := je.JobExecutionID
+	status, page := get(t, admin, b.url+"/admin/executions/"+itoa(id))
+	for _, want := range []string{"<h1>#" + itoa(id) + " use-passes</h1>", "run.at", `<svg class="timeline"`, `class="partitions"`, "deduct:", "COMPLETED", "/static/execution.js", `data-running="false"`} {
+		if status != 200 || !strings.Contains(page, want) {
+			t.Fatalf("execution page: %d, lacks %q", status, want)
+		}
+	}
+	if n := strings.Count(page, `<progress class="progress"`); n < 5 {
+		t.Errorf("execution page shows %d progress bars, want the execution's and one per partition (4)", n)
+	}
+	status, live := get(t, admin, b.url+"/admin/executions/"+itoa(id)+"/live")
+	if status != 200 || strings.Contains(live, "<html") || !strings.Contains(live, `data-running="false"`) || !strings.Contains(live, `class="partitions"`) {
+		t.Fatalf("live part: %d %q…", status, live[:min(len(live), 200)])
+	}
+	// The API detail: pace and partitions.
+	_, body := get(t, admin, b.url+"/api/admin/executions/"+itoa(id))
+	var d struct {
+		Steps []struct {
+			ItemsPerSecond *float64 `json:"items_per_second"`
+			Partitions     []struct {
+				Key      string  `json:"partition_key"`
+				Progress float64 `json:"progress"`
+				Worker   string  `json:"worker_id"`
+			} `json:"partitions"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal([]byte(body), &d); err != nil || len(d.Steps) != 1 || len(d.Steps[0].Partitions) != 4 || d.Steps[0].ItemsPerSecond == nil {
+		t.Fatalf("API detail: %v %s", err, body[:min(len(body), 300)])
+	}
+	for _, p := range d.Steps[0].Partitions {
+		if p.Key == "" || p.Progress != 1 || p.Worker == "" {
+			t.Errorf("partition %+v: want a key, progress 1 and the worker that ran it", p)
+		}
+	}
+	// Skipped items, paged through the API (the demo gym skips at least one).
+	_, body = get(t, admin, b.url+"/api/admin/executions/"+itoa(id)+"/skipped?limit=1")
+	var sk struct {
+		Items []batch.SkipRecord `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(body), &sk); err != nil || len(sk.Items) != 1 || sk.Items[0].Error == "" {
+		t.Fatalf("skipped items: %v %s", err, body)
+	}
+	if !strings.Contains(page, sk.Items[0].Error) {
+		t.Errorf("the page does not show the skip reason %q", sk.Items[0].Error)
+	}
+	// The jobs page: history filtered by job and status, linked here.
+	_, jobs := get(t, admin, b.url+"/admin/jobs?job=use-passes&status=COMPLETED")
+	if !strings.Contains(jobs, `href="/admin/executions/`+itoa(id)+`"`) || !strings.Contains(jobs, `<option value="use-passes" selected>`) {
+		t.Fatalf("jobs page filtered by job does not link execution %d", id)
+	}
+	_, none := get(t, admin, b.url+"/admin/jobs?job=use-passes&status=FAILED")
+	if strings.Contains(none[strings.Index(none, `id="history"`):], `href="/admin/executions/`+itoa(id)+`"`) {
+		t.Fatal("jobs page filtered by FAILED lists a COMPLETED execution")
+	}
+	if code, _ := get(t, admin, b.url+"/api/admin/executions?from=yesterday"); code != 422 {
+		t.Fatalf("a bad from: %d, want 422", code)
+	}
+	tomorrow := time.Now().AddDate(0, 0, 2).Format("2006-01-02")
+	_, body = get(t, admin, b.url+"/api/admin/executions?from="+tomorrow)
+	if !strings.Contains(body, `"items":[]`) {
+		t.Fatalf("executions from the day after tomorrow: %s", body)
+	}
+	if code, _ := get(t, admin, b.url+"/admin/executions/999999"); code != 404 {
+		t.Fatalf("an unknown execution's page: %d", code)
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
