@@ -162,7 +162,7 @@ func jobsLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(stdout, je.JobExecutionID)
 		return nil
 	}
-	d, err := follow(ctx, svc.Engine, je.JobExecutionID, stderr)
+	d, err := follow(ctx, svc.Engine, je.JobExecutionID, stderr, isTerminal(stderr))
 	if err != nil {
 		return err
 	}
@@ -179,8 +179,9 @@ func jobsLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return nil
 }
 
-// follow prints progress on w until the execution ends.
-func follow(ctx context.Context, eng *batch.Engine, id int64, w io.Writer) (*batch.ExecutionDetail, error) {
+// follow prints progress on w until the execution ends: one line each
+// time it changes, or, on a terminal (tty), one line redrawn in place.
+func follow(ctx context.Context, eng *batch.Engine, id int64, w io.Writer, tty bool) (*batch.ExecutionDetail, error) {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	last := ""
@@ -189,12 +190,18 @@ func follow(ctx context.Context, eng *batch.Engine, id int64, w io.Writer) (*bat
 		if err != nil {
 			return nil, err
 		}
-		line := fmt.Sprintf("execution %d %s: %.0f%% read %d write %d skip %d", id, d.Status, d.Progress*100, d.ReadCount, d.WriteCount, d.SkipCount)
-		if line != last {
+		line := progressLine(d)
+		switch {
+		case tty:
+			fmt.Fprintf(w, "\r\033[K%s", line)
+		case line != last:
 			fmt.Fprintln(w, line)
-			last = line
 		}
+		last = line
 		if !batch.Running(d.Status) {
+			if tty {
+				fmt.Fprintln(w)
+			}
 			return d, nil
 		}
 		select {
@@ -203,6 +210,39 @@ func follow(ctx context.Context, eng *batch.Engine, id int64, w io.Writer) (*bat
 		case <-t.C:
 		}
 	}
+}
+
+// progressLine is one line of an execution's progress: a bar, the items
+// read, the pace and the ETA of the step running now.
+func progressLine(d *batch.ExecutionDetail) string {
+	const width = 24
+	n := int(d.Progress * width)
+	bar := strings.Repeat("#", n) + strings.Repeat(".", width-n)
+	line := fmt.Sprintf("execution %d %s [%s] %3.0f%% read %d write %d skip %d", d.JobExecutionID, d.Status, bar, d.Progress*100,
+		d.ReadCount, d.WriteCount, d.SkipCount)
+	for _, s := range d.Steps {
+		if !batch.Running(s.Status) {
+			continue
+		}
+		line += " · " + s.StepName
+		if s.ItemsPerSecond != nil {
+			line += fmt.Sprintf(" %.0f items/s", *s.ItemsPerSecond)
+		}
+		if s.ETASeconds != nil {
+			line += " ETA " + (time.Duration(*s.ETASeconds) * time.Second).Round(time.Second).String()
+		}
+	}
+	return line
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func parseID(args []string, what string) (int64, error) {
@@ -219,6 +259,7 @@ func parseID(args []string, what string) (int64, error) {
 func jobsStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("jobs status", stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
+	watch := fs.Bool("watch", false, "follow a running execution (a progress bar with items/s and ETA) until it ends, then print it")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -234,6 +275,11 @@ func jobsStatus(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	d, err := svc.Engine.Execution(ctx, id)
 	if err != nil {
 		return jobsErr(err)
+	}
+	if *watch {
+		if d, err = follow(ctx, svc.Engine, id, stderr, isTerminal(stderr)); err != nil {
+			return jobsErr(err)
+		}
 	}
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(d)

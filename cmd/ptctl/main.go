@@ -25,7 +25,7 @@ Usage:
   ptctl jobs list [--name N] [--status S] [--limit L] [--json]
   ptctl jobs launch NAME [key=value ...] [-key=value ...] [--wait] [--json]
                                 key=value is identifying, -key=value is not
-  ptctl jobs status ID [--json]
+  ptctl jobs status ID [--watch] [--json]
   ptctl jobs restart ID | stop ID | abandon ID
   ptctl bench [flags]           run the benchmarks (see ptctl bench -h)
 

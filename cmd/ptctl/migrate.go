@@ -32,14 +32,25 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// parseFlags parses args with flags before, between or after the
+// positional arguments (`jobs status 7 --watch`); fs.Args() holds the
+// positional ones afterwards.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return &exitError{0, err}
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if err == flag.ErrHelp {
+				return &exitError{0, err}
+			}
+			return usageErr("%s: %v", fs.Name(), err)
 		}
-		return usageErr("%s: %v", fs.Name(), err)
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
 	}
-	return nil
+	return fs.Parse(append([]string{"--"}, pos...))
 }
 
 func cmdMigrate(ctx context.Context, args []string, stdout io.Writer) error {
