@@ -115,6 +115,9 @@ type chunk struct {
 	skips                    []skipRecord
 	items                    any // []O to write
 	keys                     []int64
+	// readTime, processTime (Emit included) and writeTime are what the
+	// chunk spent in each phase, for the metrics.
+	readTime, processTime, writeTime time.Duration
 }
 
 // retryWrite is a write error the step's RetryPolicy retries.
@@ -133,17 +136,20 @@ func (f *stepFailure) Unwrap() error { return f.err }
 func (c *ChunkStep[I, O]) retryPolicy() RetryPolicy { return c.Retry }
 
 func (c *ChunkStep[I, O]) prepare(ctx context.Context, db bun.IDB, sc *StepContext, from, skipsSoFar int64) (*chunk, error) {
+	start := time.Now()
 	items, err := c.Reader.Read(ctx, db, sc, from, sc.Range.End, c.ChunkSize)
+	readTime := time.Since(start)
 	if err != nil {
 		if isInfra(ctx, err) {
 			return nil, err
 		}
 		return nil, &stepFailure{fmt.Errorf("read from key %d: %w", from, err)}
 	}
-	out := &chunk{read: int64(len(items)), exhausted: len(items) < c.ChunkSize, lastKey: from - 1}
+	out := &chunk{read: int64(len(items)), exhausted: len(items) < c.ChunkSize, lastKey: from - 1, readTime: readTime}
 	if len(items) == 0 {
 		return out, nil
 	}
+	defer func() { out.processTime = time.Since(start) - readTime }()
 	out.lastKey = c.Reader.Key(items[len(items)-1])
 	results, err := c.process(ctx, sc, items)
 	if err != nil {

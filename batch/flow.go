@@ -148,6 +148,7 @@ func (e *Engine) finishJob(ctx context.Context, jeID int64, status Status, msg s
 		return err
 	}
 	e.m.execution(ended.Instance.JobName, status)
+	e.m.ended(ended.Instance.JobName, "", status, ended.StartTime, ended.EndTime)
 	e.log.InfoContext(ctx, "job finished", "job", ended.Instance.JobName, "job_execution_id", jeID, "status", status, "exit_message", msg)
 	if job != nil {
 		for _, l := range job.Listeners {

@@ -53,6 +53,7 @@ func (e *Engine) launch(ctx context.Context, job *Job, p Params) (*JobExecution,
 		return nil, err
 	}
 	e.m.execution(job.Name, StatusStarting)
+	e.m.launched(job.Name)
 	e.log.InfoContext(ctx, "job launched", "job", job.Name, "job_execution_id", je.JobExecutionID, "job_instance_id", je.JobInstanceID)
 	if err := e.enqueueJob(ctx, je); err != nil {
 		return je, fmt.Errorf("execution %d created but not queued (the reconciler will start it): %w", je.JobExecutionID, err)

@@ -15,6 +15,7 @@ type Metrics struct {
 	items      *prometheus.CounterVec
 	chunks     *prometheus.HistogramVec
 	executions *prometheus.CounterVec
+	spring     springMetrics
 }
 
 // NewMetrics creates the engine's metrics and registers them with reg.
@@ -33,6 +34,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "passbatch_job_transitions_total",
 			Help: "Job execution status transitions seen by this process.",
 		}, []string{"job", "status"}),
+		spring: newSpringMetrics(),
 	}
 	reg.MustRegister(m)
 	return m
@@ -43,6 +45,9 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.items.Describe(ch)
 	m.chunks.Describe(ch)
 	m.executions.Describe(ch)
+	for _, c := range m.spring.collectors() {
+		c.Describe(ch)
+	}
 }
 
 // Collect implements prometheus.Collector.
@@ -50,6 +55,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.items.Collect(ch)
 	m.chunks.Collect(ch)
 	m.executions.Collect(ch)
+	for _, c := range m.spring.collectors() {
+		c.Collect(ch)
+	}
 }
 
 func (m *Metrics) chunk(job, step string, o *chunk, d time.Duration) {
@@ -61,6 +69,9 @@ func (m *Metrics) chunk(job, step string, o *chunk, d time.Duration) {
 	m.items.WithLabelValues(job, step, "filter").Add(float64(o.filtered))
 	m.items.WithLabelValues(job, step, "skip").Add(float64(o.processSkips + o.writeSkips))
 	m.chunks.WithLabelValues(job, step).Observe(d.Seconds())
+	observeEach(m.spring.read.WithLabelValues(job, step, springStatus), o.readTime, o.read)
+	observeEach(m.spring.process.WithLabelValues(job, step, springStatus), o.processTime, o.read)
+	m.spring.write.WithLabelValues(job, step, springStatus).Observe(o.writeTime.Seconds())
 }
 
 func (m *Metrics) execution(job string, status Status) {
@@ -99,6 +110,10 @@ var (
 		"Worker processes whose heartbeat is at most 15 s old, by state (RUNNING, DRAINING).", []string{"state"}, nil)
 	descSlots = prometheus.NewDesc("passbatch_worker_slots",
 		"Task slots (WORKER_CONCURRENCY summed) of the running workers with a fresh heartbeat.", nil, nil)
+	descSpringJobActive = prometheus.NewDesc("spring_batch_job_active",
+		"Running job executions, by job (Spring Batch's spring.batch.job.active).", []string{springJob}, nil)
+	descSpringStepActive = prometheus.NewDesc("spring_batch_step_active",
+		"Running top-level step executions, by job and step (spring.batch.step.active).", []string{springJob, springStep}, nil)
 )
 
 // repositoryTTL is how long one read of the repository is served again.
@@ -109,7 +124,7 @@ func NewRepositoryCollector(db *bun.DB) *RepositoryCollector { return &Repositor
 
 // Describe implements prometheus.Collector.
 func (c *RepositoryCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descExecutions, descPartitions, descIdle, descWorkers, descSlots} {
+	for _, d := range []*prometheus.Desc{descExecutions, descPartitions, descIdle, descWorkers, descSlots, descSpringJobActive, descSpringStepActive} {
 		ch <- d
 	}
 }
@@ -156,6 +171,12 @@ var repositoryQueries = []struct {
 	{descWorkers, 1, `SELECT state AS a, count(*)::float8 AS n FROM batch_worker WHERE heartbeat_at > now() - interval '15 seconds' GROUP BY 1`},
 	{descSlots, 0, `SELECT coalesce(sum(concurrency), 0)::float8 AS n FROM batch_worker
 		WHERE state = 'RUNNING' AND heartbeat_at > now() - interval '15 seconds'`},
+	{descSpringJobActive, 1, `SELECT i.job_name AS a, count(*)::float8 AS n FROM batch_job_execution e
+		JOIN batch_job_instance i USING (job_instance_id) WHERE e.status IN ('STARTING', 'STARTED', 'STOPPING') GROUP BY 1`},
+	{descSpringStepActive, 2, `SELECT i.job_name AS a, s.step_name AS b, count(*)::float8 AS n FROM batch_step_execution s
+		JOIN batch_job_execution e USING (job_execution_id) JOIN batch_job_instance i USING (job_instance_id)
+		WHERE e.status IN ('STARTING', 'STARTED', 'STOPPING') AND s.parent_step_execution_id IS NULL
+		AND s.status IN ('STARTING', 'STARTED', 'STOPPING') GROUP BY 1, 2`},
 }
 
 // read runs every query once; a failed one yields an invalid metric.

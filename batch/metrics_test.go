@@ -1,9 +1,11 @@
 package batch_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -66,7 +68,65 @@ func TestRepositoryCollector(t *testing.T) {
 	if idle := got["passbatch_execution_idle_seconds{job=inc}"]; idle < 1 || idle > 60 {
 		t.Fatalf("a STARTING execution nobody runs: idle %v s, want about 1 (%v)", idle, got)
 	}
-	if got["passbatch_job_executions{job=inc,status=STARTING}"] != 1 || got["passbatch_workers{state=RUNNING}"] != 0 {
+	if got["passbatch_job_executions{job=inc,status=STARTING}"] != 1 || got["passbatch_workers{state=RUNNING}"] != 0 ||
+		got["spring_batch_job_active{spring_batch_job_name=inc}"] != 1 {
 		t.Fatalf("after the workers stopped: %v", got)
+	}
+}
+
+// TestSpringBatchMetrics: a run records Spring Batch's meters under their
+// Prometheus names, labelled by job, step and status.
+func TestSpringBatchMetrics(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 300, testjob.IncJob("inc", testjob.Options{Partitions: 3, ChunkSize: 50}))
+	reg := prometheus.NewPedanticRegistry()
+	eng := batch.New(b.db.DB, b.client, b.engine.Registry(), batch.Options{Logger: quietLogger(), Metrics: batch.NewMetrics(reg)})
+	opt, _ := asynq.ParseRedisURI(b.redis.URL)
+	w := eng.NewWorker(opt, batch.WorkerOptions{Concurrency: 3, Logger: quietLogger(), ShutdownTimeout: 5 * time.Second})
+	if err := w.Start(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop(context.Background())
+	je, err := eng.Launch(context.Background(), "inc", batch.Params{"run": {Value: "1", Identifying: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireStatus(t, b.wait(t, je.JobExecutionID, time.Minute), batch.StatusCompleted)
+	counts := map[string]uint64{}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			key := f.GetName() + "{"
+			for _, l := range m.GetLabel() {
+				key += l.GetName() + "=" + l.GetValue() + ","
+			}
+			key += "}"
+			switch {
+			case m.Histogram != nil:
+				counts[key] = m.Histogram.GetSampleCount()
+			case m.Counter != nil:
+				counts[key] = uint64(m.Counter.GetValue())
+			}
+		}
+	}
+	want := map[string]uint64{
+		"spring_batch_job_launch_count_total{spring_batch_job_name=inc,}":                                                           1,
+		"spring_batch_job_seconds{spring_batch_job_name=inc,spring_batch_job_status=COMPLETED,}":                                    1,
+		"spring_batch_step_seconds{spring_batch_job_name=inc,spring_batch_step_name=inc,spring_batch_step_status=COMPLETED,}":       1,
+		"spring_batch_item_read_seconds{spring_batch_item_status=SUCCESS,spring_batch_job_name=inc,spring_batch_step_name=inc,}":    300,
+		"spring_batch_item_process_seconds{spring_batch_item_status=SUCCESS,spring_batch_job_name=inc,spring_batch_step_name=inc,}": 300,
+		// 3 partitions of 100 items, 50 a chunk: 2 full chunks and 1 empty last one each.
+		"spring_batch_chunk_write_seconds{spring_batch_chunk_status=SUCCESS,spring_batch_job_name=inc,spring_batch_step_name=inc,}": 9,
+	}
+	for k, v := range want {
+		if counts[k] != v {
+			t.Errorf("%s = %d, want %d", k, counts[k], v)
+		}
+	}
+	if t.Failed() {
+		t.Logf("gathered: %v", counts)
 	}
 }

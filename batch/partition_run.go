@@ -94,7 +94,9 @@ func (r *partitionRun) run(ctx context.Context) error {
 		r.sc.ChunkStart = r.from
 		c, err := r.env.step.chunk.prepare(ctx, r.e.db, r.sc, r.from, r.skips)
 		if err == nil {
+			w := time.Now()
 			err = r.commitChunk(ctx, c)
+			c.writeTime = time.Since(w)
 		}
 		if err != nil {
 			return r.fault(ctx, err)

@@ -45,6 +45,7 @@ func (e *Engine) handleStepDone(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	if status != "" {
+		e.m.ended(env.job.Name, se.StepName, status, se.StartTime, se.EndTime)
 		e.log.InfoContext(ctx, "step finished", "job", env.job.Name, "job_execution_id", se.JobExecutionID,
 			"step", se.StepName, "step_execution_id", se.StepExecutionID, "status", status,
 			"read", se.ReadCount, "write", se.WriteCount, "filter", se.FilterCount,

@@ -159,6 +159,7 @@ func (r *taskletRun) commit(ctx context.Context, tx bun.Tx, sc *StepContext, don
 		return fmt.Errorf("count tasklet: %w", err)
 	}
 	if done {
+		r.e.m.ended(r.env.job.Name, r.se.StepName, r.se.Status, r.se.StartTime, r.se.EndTime)
 		return runStepListeners(ctx, tx, r.env.step, true, r.se, r.env.params)
 	}
 	return nil
