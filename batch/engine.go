@@ -99,10 +99,10 @@ func (e *Engine) DB() *bun.DB { return e.db }
 
 // register installs the engine's task handlers on mux.
 func (e *Engine) register(mux *asynq.ServeMux) {
-	mux.HandleFunc(TaskJob, e.handleJob)
-	mux.HandleFunc(TaskStep, e.handleStep)
-	mux.HandleFunc(TaskPartition, e.handlePartition)
-	mux.HandleFunc(TaskStepDone, e.handleStepDone)
+	mux.HandleFunc(TaskJob, traced("batch.job", e.handleJob))
+	mux.HandleFunc(TaskStep, traced("batch.step", e.handleStep))
+	mux.HandleFunc(TaskPartition, traced("batch.partition", e.handlePartition))
+	mux.HandleFunc(TaskStepDone, traced("batch.step-done", e.handleStepDone))
 }
 
 type jobPayload struct {
@@ -135,7 +135,7 @@ func (e *Engine) enqueue(ctx context.Context, typ string, payload any, id, queue
 	if timeout > 0 {
 		opts = append(opts, asynq.Timeout(timeout))
 	}
-	_, err = e.client.EnqueueContext(ctx, asynq.NewTask(typ, b), opts...)
+	_, err = e.client.EnqueueContext(ctx, asynq.NewTaskWithHeaders(typ, b, traceHeaders(ctx)), opts...)
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return fmt.Errorf("enqueue %s %s: %w", typ, id, err)
 	}

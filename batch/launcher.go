@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Launch starts job name with params p. Spring Batch's rules hold, enforced
@@ -39,9 +41,16 @@ func (e *Engine) Launch(ctx context.Context, name string, p Params) (*JobExecuti
 	return e.launch(ctx, job, p)
 }
 
-func (e *Engine) launch(ctx context.Context, job *Job, p Params) (*JobExecution, error) {
-	var je *JobExecution
-	err := e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+func (e *Engine) launch(ctx context.Context, job *Job, p Params) (je *JobExecution, err error) {
+	ctx, span := tracer.Start(ctx, "batch.launch", trace.WithAttributes(attribute.String("batch.job_name", job.Name)))
+	defer func() {
+		if je != nil {
+			span.SetAttributes(attribute.Int64("batch.job_execution_id", je.JobExecutionID))
+		}
+		endSpan(span, err)
+		span.End()
+	}()
+	err = e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		inst, err := instanceFor(ctx, tx, job, p)
 		if err != nil {
 			return err

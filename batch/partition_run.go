@@ -10,6 +10,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // partitionRun is one delivery of a partition task. It claims the partition
@@ -92,12 +94,7 @@ func (r *partitionRun) run(ctx context.Context) error {
 		}
 		start := time.Now()
 		r.sc.ChunkStart = r.from
-		c, err := r.env.step.chunk.prepare(ctx, r.e.db, r.sc, r.from, r.skips)
-		if err == nil {
-			w := time.Now()
-			err = r.commitChunk(ctx, c)
-			c.writeTime = time.Since(w)
-		}
+		c, err := r.chunk(ctx)
 		if err != nil {
 			return r.fault(ctx, err)
 		}
@@ -111,6 +108,24 @@ func (r *partitionRun) run(ctx context.Context) error {
 			return err // shutting down: the committed chunks stay, the task is redelivered
 		}
 	}
+}
+
+// chunk reads, processes and commits the next chunk, in a span with its
+// counts.
+func (r *partitionRun) chunk(ctx context.Context) (*chunk, error) {
+	ctx, span := tracer.Start(ctx, "batch.chunk", trace.WithAttributes(attribute.String("batch.step_name", r.se.StepName),
+		attribute.Int64("batch.step_execution_id", r.se.StepExecutionID), attribute.Int64("batch.from_key", r.from)))
+	defer span.End()
+	c, err := r.env.step.chunk.prepare(ctx, r.e.db, r.sc, r.from, r.skips)
+	if err == nil {
+		w := time.Now()
+		err = r.commitChunk(ctx, c)
+		c.writeTime = time.Since(w)
+		span.SetAttributes(attribute.Int64("batch.read_count", c.read), attribute.Int64("batch.write_count", c.written),
+			attribute.Int64("batch.skip_count", c.processSkips+c.writeSkips))
+	}
+	endSpan(span, err)
+	return c, err
 }
 
 // fault decides what an error of a chunk means for the partition.

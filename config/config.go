@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/passbatch/passbatch/internal/tracing"
 )
 
 // Config is the whole configuration of a passbatch process.
@@ -60,6 +62,9 @@ type Config struct {
 	Fleet Fleet
 	// Web holds the api's security settings.
 	Web Web
+	// Tracing is on when the OTEL_* variables name an OTLP endpoint (see
+	// internal/tracing); the OpenTelemetry SDK reads the rest of them.
+	Tracing bool
 }
 
 // S3 is how to reach an S3-compatible bucket.
@@ -305,6 +310,7 @@ func Load(lookup func(string) (string, bool), need Need) (Config, error) {
 		return c, err
 	}
 	c.Web, err = loadWeb(get, c)
+	c.Tracing = tracing.Enabled(lookup)
 	return c, err
 }
 

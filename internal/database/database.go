@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/extra/bunotel"
 )
 
 // Options tune the pool. Zero values take the defaults noted on each field.
@@ -75,6 +76,8 @@ func Open(ctx context.Context, url string, opts Options) (*bun.DB, error) {
 	sqldb.SetMaxIdleConns(opts.MaxOpenConns)
 	sqldb.SetConnMaxIdleTime(5 * time.Minute)
 	db := bun.NewDB(sqldb, pgdialect.New())
+	// A span per statement under the caller's (no-op until tracing is set up).
+	db.AddQueryHook(bunotel.NewQueryHook(bunotel.WithDBName(cfg.Database)))
 	pctx, cancel := context.WithTimeout(ctx, opts.PingTimeout)
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {

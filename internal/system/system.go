@@ -22,6 +22,7 @@ import (
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/config"
 	"github.com/passbatch/passbatch/internal/database"
+	"github.com/passbatch/passbatch/internal/tracing"
 	"github.com/passbatch/passbatch/notify"
 	"github.com/passbatch/passbatch/storage"
 	"github.com/passbatch/passbatch/tasks"
@@ -45,6 +46,8 @@ type System struct {
 	// Metrics is the process's Prometheus registry (Go and process
 	// collectors, the engine's metrics).
 	Metrics *prometheus.Registry
+
+	stopTracing func(context.Context) error
 }
 
 // Open connects to Postgres and (when configured) Redis and builds the
@@ -53,6 +56,17 @@ type System struct {
 // cannot hold locks for long.
 func Open(ctx context.Context, cfg config.Config, log *slog.Logger, appName string) (*System, error) {
 	s := &System{Config: cfg, Logger: log, Metrics: prometheus.NewRegistry()}
+	if cfg.Tracing {
+		process := "worker" // a worker's sessions are named by its worker id
+		if p, ok := strings.CutPrefix(appName, "passbatch-"); ok {
+			process = p
+		}
+		stop, err := tracing.Setup(ctx, process)
+		if err != nil {
+			return nil, err
+		}
+		s.stopTracing = stop
+	}
 	s.Metrics.MustRegister(ProcessCollectors()...)
 	db, err := database.Open(ctx, cfg.DatabaseURL, database.Options{
 		MaxOpenConns: 4 * cfg.WorkerConcurrency, ApplicationName: appName,
@@ -163,5 +177,12 @@ func (s *System) Close() {
 	}
 	if s.DB != nil {
 		s.DB.Close()
+	}
+	if s.stopTracing != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.stopTracing(ctx); err != nil {
+			s.Logger.Warn("could not flush the last traces", "err", err)
+		}
 	}
 }

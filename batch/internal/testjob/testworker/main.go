@@ -2,7 +2,7 @@
 // tests can run several and SIGKILL one mid-job. It reads DATABASE_URL,
 // REDIS_URL, WORKER_CONCURRENCY (default 4) and WORKER_ID (default a new
 // one; also its database sessions' application_name) and drains on
-// SIGTERM/SIGINT.
+// SIGTERM/SIGINT. With OTEL_EXPORTER_OTLP_ENDPOINT it sends its traces.
 package main
 
 import (
@@ -21,6 +21,7 @@ import (
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/batch/internal/testjob"
 	"github.com/passbatch/passbatch/internal/database"
+	"github.com/passbatch/passbatch/internal/tracing"
 )
 
 func main() {
@@ -33,6 +34,13 @@ func main() {
 }
 
 func run(ctx context.Context) error {
+	if tracing.Enabled(os.LookupEnv) {
+		stop, err := tracing.Setup(ctx, "testworker")
+		if err != nil {
+			return err
+		}
+		defer stop(context.WithoutCancel(ctx))
+	}
 	// As cmd/worker: a frozen worker's transaction ends after 2s idle.
 	id := cmp.Or(os.Getenv("WORKER_ID"), batch.NewWorkerID())
 	db, err := database.Open(ctx, os.Getenv("DATABASE_URL"), database.Options{ApplicationName: id,
