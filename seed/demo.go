@@ -110,7 +110,6 @@ func Demo(ctx context.Context, db *bun.DB, now time.Time) (*DemoResult, error) {
 			return fmt.Errorf("insert group members: %w", err)
 		}
 
-		day := 24 * time.Hour
 		bulks := []*models.BulkPass{
 			// add-passes grants this one two minutes after the seed.
 			{PackageID: pkgs[2].ID, UserGroupID: groups[0].ID, Status: models.BulkPassReady, Count: ptr(20),
@@ -179,25 +178,14 @@ func Demo(ctx context.Context, db *bun.DB, now time.Time) (*DemoResult, error) {
 			bookings = append(bookings, b)
 		}
 		hour := now.Truncate(time.Hour)
-		// History over the last 10 days, on the hour, for statistics.
+		// A month of classes behind the gym, for statistics and the charts.
 		active := []*models.Pass{}
 		for _, p := range passes {
 			if p.Status == models.PassProgressed && (p.RemainingCount == nil || *p.RemainingCount >= 3) {
 				active = append(active, p)
 			}
 		}
-		for d := 10; d >= 1; d-- {
-			for k := 0; k < 4+d%3; k++ {
-				p := active[(d*7+k)%len(active)]
-				start := hour.Add(-time.Duration(d)*day + time.Duration(k*2-3)*time.Hour)
-				switch (d + k) % 4 {
-				case 0:
-					book(p, models.BookingCancelled, start, false, false)
-				default:
-					book(p, models.BookingCompleted, start, true, true)
-				}
-			}
-		}
+		history(active, hour, book)
 		// The previous hour: make-statistics' default window.
 		book(dMain, models.BookingCompleted, hour.Add(-2*time.Hour+10*time.Minute), true, true)
 		book(active[1], models.BookingCancelled, hour.Add(-2*time.Hour+10*time.Minute), false, false)
@@ -234,4 +222,46 @@ func Demo(ctx context.Context, db *bun.DB, now time.Time) (*DemoResult, error) {
 		return nil, err
 	}
 	return res, nil
+}
+
+const day = 24 * time.Hour
+
+// HistoryDays is how many days of past classes the demo gym has.
+const HistoryDays = 30
+
+// history books a month of past classes at a small gym's volume: about 40
+// a weekday and 25 a weekend day, mostly at 7–9 and 18–21 (the gym's clock),
+// one in eight cancelled and one in twelve a no-show; every past class has
+// used its pass. It is deterministic: the same now gives the same month.
+func history(active []*models.Pass, hour time.Time, book func(p *models.Pass, status string, start time.Time, attended, used bool)) {
+	rnd := uint64(2026)
+	next := func(n int) int { // a small LCG: no math/rand state to seed
+		rnd = rnd*6364136223846793005 + 1442695040888963407
+		return int((rnd >> 33) % uint64(n))
+	}
+	peak := []int{7, 8, 9, 12, 18, 19, 19, 20, 20, 21}
+	for d := HistoryDays; d >= 1; d-- {
+		dayStart := hour.Add(-time.Duration(d) * day).In(models.Seoul)
+		dayStart = time.Date(dayStart.Year(), dayStart.Month(), dayStart.Day(), 0, 0, 0, 0, models.Seoul)
+		n := 36 + next(9)
+		if wd := dayStart.Weekday(); wd == time.Saturday || wd == time.Sunday {
+			n = 22 + next(7)
+		}
+		for k := 0; k < n; k++ {
+			h := peak[next(len(peak))]
+			if next(4) == 0 {
+				h = 6 + next(16) // off-peak
+			}
+			start := dayStart.Add(time.Duration(h)*time.Hour + time.Duration(next(2)*30)*time.Minute)
+			p := active[next(len(active))]
+			switch r := next(24); {
+			case r < 3:
+				book(p, models.BookingCancelled, start, false, false)
+			case r < 5:
+				book(p, models.BookingCompleted, start, false, true) // a no-show still uses the pass
+			default:
+				book(p, models.BookingCompleted, start, true, true)
+			}
+		}
+	}
 }

@@ -18,7 +18,9 @@ import (
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/config"
+	"github.com/passbatch/passbatch/models"
 	"github.com/passbatch/passbatch/notify"
+	"github.com/passbatch/passbatch/seed"
 	"github.com/passbatch/passbatch/tasks"
 )
 
@@ -458,5 +460,42 @@ func TestScheduleCollector(t *testing.T) {
 	requireCompleted(t, b.run(t, tasks.JobExpirePasses, time.Now().UTC()))
 	if m := missed(); m[tasks.JobExpirePasses] != 0 {
 		t.Fatalf("after a launch just now: missed %v, want expire-passes 0", m)
+	}
+}
+
+// TestDemoMonth: the demo gym has a month of classes at a gym's daily
+// volume, and backfilling statistics counts every one of them, a day per
+// execution; a second backfill finds the days counted.
+func TestDemoMonth(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	ctx := context.Background()
+	now := time.Date(2026, 12, 1, 10, 17, 0, 0, time.UTC)
+	if _, err := seed.Demo(ctx, b.db.DB, now); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := tasks.BackfillStatistics(ctx, b.engine, now, seed.HistoryDays)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != seed.HistoryDays {
+		t.Fatalf("%d executions, want one per day (%d)", len(ids), seed.HistoryDays)
+	}
+	for _, id := range ids {
+		requireCompleted(t, b.wait(t, id))
+	}
+	today := time.Date(2026, 12, 1, 0, 0, 0, 0, models.Seoul)
+	from := today.AddDate(0, 0, -seed.HistoryDays)
+	var days, counted, booked, cancelled int
+	b.db.NewRaw(`SELECT count(DISTINCT date_trunc('day', statistics_at AT TIME ZONE 'Asia/Seoul')) FILTER (WHERE all_count > 0), coalesce(sum(all_count), 0)
+		FROM statistics WHERE statistics_at >= ? AND statistics_at < ?`, from, today).Scan(ctx, &days, &counted)
+	b.db.NewRaw(`SELECT count(*), count(*) FILTER (WHERE status = 'CANCELLED') FROM booking WHERE ended_at >= ? AND ended_at < ?`, from, today).Scan(ctx, &booked, &cancelled)
+	if days != seed.HistoryDays || counted != booked || booked < 25*seed.HistoryDays || cancelled == 0 {
+		t.Fatalf("statistics on %d days counting %d; the month has %d bookings (%d cancelled); want %d days, every booking, at least 25 a day",
+			days, counted, booked, cancelled, seed.HistoryDays)
+	}
+	again, err := tasks.BackfillStatistics(ctx, b.engine, now, seed.HistoryDays)
+	if err != nil || len(again) != 0 {
+		t.Fatalf("a second backfill: %d executions, %v; want none (every day counted)", len(again), err)
 	}
 }

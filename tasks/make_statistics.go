@@ -3,6 +3,7 @@ package tasks
 import (
 	"bytes"
 	"context"
+	"errors"
 	"encoding/csv"
 	"fmt"
 	"strconv"
@@ -197,4 +198,32 @@ func reportTasklet(store storage.Store, r report) batch.IOTasklet {
 // ListReports lists the statistics reports in store.
 func ListReports(ctx context.Context, store storage.Store) ([]storage.Info, error) {
 	return store.List(ctx, ReportPrefix)
+}
+
+// BackfillStatistics launches make-statistics once for each of the days
+// days before now's day (the gym's calendar days, Asia/Seoul), oldest
+// first, and returns the executions' ids: a new gym's charts and console
+// show a month, not an hour. A day already counted is ErrAlreadyComplete
+// and skipped.
+func BackfillStatistics(ctx context.Context, eng *batch.Engine, now time.Time, days int) ([]int64, error) {
+	today := now.In(models.Seoul)
+	today = time.Date(today.Year(), today.Month(), today.Day(), 0, 0, 0, 0, models.Seoul)
+	var ids []int64
+	for d := days; d >= 1; d-- {
+		from := today.AddDate(0, 0, -d)
+		p := batch.Params{
+			ParamFrom:        {Value: from.UTC().Format(time.RFC3339), Identifying: true},
+			ParamTo:          {Value: from.AddDate(0, 0, 1).UTC().Format(time.RFC3339), Identifying: true},
+			batch.ParamRunAt: {Value: from.AddDate(0, 0, 1).UTC().Format(time.RFC3339), Identifying: true},
+		}
+		je, err := eng.Launch(ctx, JobMakeStatistics, p)
+		if errors.Is(err, batch.ErrAlreadyComplete) {
+			continue
+		}
+		if err != nil {
+			return ids, fmt.Errorf("backfill statistics for %s: %w", from.Format("2006-01-02"), err)
+		}
+		ids = append(ids, je.JobExecutionID)
+	}
+	return ids, nil
 }

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/passbatch/passbatch/seed"
+	"github.com/passbatch/passbatch/tasks"
 )
 
 func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -64,5 +66,26 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	fmt.Fprintf(stdout, "seeded the demo gym: %+v\n", *res)
+	return backfill(ctx, stdout)
+}
+
+// backfill queues make-statistics for each day of the demo's history, so
+// the charts and the console start with a month; the workers run them.
+// Without REDIS_URL it says how to do it later.
+func backfill(ctx context.Context, stdout io.Writer) error {
+	if os.Getenv("REDIS_URL") == "" {
+		fmt.Fprintf(stdout, "seed: no REDIS_URL, statistics not queued; later: ptctl jobs launch make-statistics from=… to=…\n")
+		return nil
+	}
+	svc, err := openService(ctx)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	ids, err := tasks.BackfillStatistics(ctx, svc.Engine, time.Now(), seed.HistoryDays)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "seed: queued make-statistics for the last %d days (%d executions); the workers run them\n", seed.HistoryDays, len(ids))
 	return nil
 }
