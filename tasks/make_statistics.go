@@ -3,8 +3,8 @@ package tasks
 import (
 	"bytes"
 	"context"
-	"errors"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
