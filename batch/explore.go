@@ -88,7 +88,8 @@ type StepDetail struct {
 	LiveRead  int64 `json:"live_read"`
 	LiveWrite int64 `json:"live_write"`
 	LiveSkip  int64 `json:"live_skip"`
-	// ItemsPerSecond is items read over the time the step has run.
+	// ItemsPerSecond is the step's pace: while it runs, its running
+	// partitions' paces summed; after, items read over its run time.
 	ItemsPerSecond *float64 `json:"items_per_second,omitempty"`
 	// ETASeconds estimates the time left of a running partitioned step
 	// from the share of its key ranges done.

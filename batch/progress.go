@@ -117,8 +117,9 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-// stepPace fills a step's items per second and, while it runs, its ETA
-// from its partitions' key ranges (the share behind their checkpoints).
+// stepPace fills a step's items per second (while it runs, the summed pace
+// of its running partitions; after, the average) and, while it runs, its
+// ETA from its partitions' key ranges (the share behind their checkpoints).
 func stepPace(sd *StepDetail, now time.Time) {
 	if sd.StartTime == nil {
 		return
@@ -135,6 +136,18 @@ func stepPace(sd *StepDetail, now time.Time) {
 	sd.ItemsPerSecond = &ips
 	if !Running(sd.Status) || len(sd.Partitions) == 0 {
 		return
+	}
+	// While it runs, the pace now: the running partitions' paces summed
+	// (each over its own short life), not the average since the start.
+	current, running := 0.0, 0
+	for _, p := range sd.Partitions {
+		if Running(p.Status) && p.StartTime != nil {
+			current += p.ItemsPerSecond
+			running++
+		}
+	}
+	if running > 0 {
+		sd.ItemsPerSecond = &current
 	}
 	var done, width float64
 	for _, p := range sd.Partitions {
