@@ -42,7 +42,7 @@ func (e *Engine) Launch(ctx context.Context, name string, p Params) (*JobExecuti
 }
 
 func (e *Engine) launch(ctx context.Context, job *Job, p Params) (je *JobExecution, err error) {
-	ctx, span := tracer.Start(ctx, "batch.launch", trace.WithAttributes(attribute.String("batch.job_name", job.Name)))
+	ctx, span := tracer().Start(ctx, "batch.launch", trace.WithAttributes(attribute.String("batch.job_name", job.Name)))
 	defer func() {
 		if je != nil {
 			span.SetAttributes(attribute.Int64("batch.job_execution_id", je.JobExecutionID))
@@ -109,7 +109,7 @@ func instanceFor(ctx context.Context, tx bun.Tx, job *Job, p Params) (*JobInstan
 // createExecution creates a STARTING execution of inst with its parameters
 // and an empty context.
 func createExecution(ctx context.Context, tx bun.Tx, job *Job, inst *JobInstance, p Params) (*JobExecution, error) {
-	je := &JobExecution{Status: StatusStarting, ExitCode: ExitUnknown, JobInstanceID: inst.JobInstanceID}
+	je := &JobExecution{Status: StatusStarting, ExitCode: ExitUnknown, JobInstanceID: inst.JobInstanceID, TraceContext: traceParent(ctx)}
 	if _, err := tx.NewInsert().Model(je).Returning("*").Exec(ctx); err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "23505" {

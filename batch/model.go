@@ -38,6 +38,9 @@ type JobExecution struct {
 	// Generation counts the reconciler's re-drives of the execution; control
 	// tasks carry it in their IDs.
 	Generation int `bun:"generation,notnull" json:"generation"`
+	// TraceContext is the W3C traceparent of the launch: work re-driven
+	// later joins the execution's trace. Nil when tracing was off.
+	TraceContext *string `bun:"trace_context" json:"-"`
 
 	Instance *JobInstance `bun:"rel:belongs-to,join:job_instance_id=job_instance_id" json:"instance,omitempty"`
 }

@@ -113,7 +113,7 @@ func (r *partitionRun) run(ctx context.Context) error {
 // chunk reads, processes and commits the next chunk, in a span with its
 // counts.
 func (r *partitionRun) chunk(ctx context.Context) (*chunk, error) {
-	ctx, span := tracer.Start(ctx, "batch.chunk", trace.WithAttributes(attribute.String("batch.step_name", r.se.StepName),
+	ctx, span := tracer().Start(ctx, "batch.chunk", trace.WithAttributes(attribute.String("batch.step_name", r.se.StepName),
 		attribute.Int64("batch.step_execution_id", r.se.StepExecutionID), attribute.Int64("batch.from_key", r.from)))
 	defer span.End()
 	c, err := r.env.step.chunk.prepare(ctx, r.e.db, r.sc, r.from, r.skips)

@@ -84,6 +84,8 @@ type heldStep struct {
 	Parent     *int64 `bun:"parent_step_execution_id"`
 	Generation int    `bun:"generation"`
 	JobGen     int    `bun:"job_generation"`
+	// Trace is the execution's traceparent (see JobExecution.TraceContext).
+	Trace *string `bun:"trace_context"`
 }
 
 // Failover re-drives the partitions and tasklets held by workers whose
@@ -100,7 +102,7 @@ func (e *Engine) Failover(ctx context.Context, deadAfter time.Duration) (int, er
 	err := e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		var held []heldStep
 		if err := tx.NewRaw(`SELECT s.step_execution_id, i.job_name, s.job_execution_id, s.step_name, s.parent_step_execution_id,
-				s.generation, j.generation AS job_generation
+				s.generation, j.generation AS job_generation, j.trace_context
 			FROM batch_step_execution s
 			JOIN batch_job_execution j ON j.job_execution_id = s.job_execution_id
 			JOIN batch_job_instance i ON i.job_instance_id = j.job_instance_id
@@ -168,6 +170,7 @@ func (e *Engine) redriveHeld(ctx context.Context, tx bun.Tx, h heldStep) error {
 	if err != nil {
 		return err
 	}
+	ctx = joinTrace(ctx, h.Trace)
 	e.log.InfoContext(ctx, "re-driving work", "job", h.JobName, "job_execution_id", h.JobExecID, "step", h.StepName,
 		"step_execution_id", h.ID, "generation", gen)
 	if h.Parent != nil {
@@ -211,6 +214,7 @@ func (e *Engine) redrive(ctx context.Context, jeID int64) error {
 			jeID, StatusStarting, StatusStarted, StatusStopping).Scan(ctx, je); err != nil {
 			return fmt.Errorf("bump generation of execution %d: %w", jeID, err)
 		}
+		ctx = joinTrace(ctx, je.TraceContext)
 		e.log.InfoContext(ctx, "reconcile: re-driving stale execution", "job_execution_id", jeID, "status", je.Status, "generation", je.Generation)
 		if je.Status == StatusStarting {
 			return e.enqueueJob(ctx, je)
@@ -229,7 +233,7 @@ func (e *Engine) redrive(ctx context.Context, jeID int64) error {
 func (e *Engine) redriveSteps(ctx context.Context, tx bun.Tx, je *JobExecution) error {
 	var held []heldStep
 	if err := tx.NewRaw(`SELECT s.step_execution_id, i.job_name, s.job_execution_id, s.step_name, s.parent_step_execution_id,
-			s.generation, ? AS job_generation
+			s.generation, ? AS job_generation, j.trace_context
 		FROM batch_step_execution s
 		JOIN batch_job_execution j ON j.job_execution_id = s.job_execution_id
 		JOIN batch_job_instance i ON i.job_instance_id = j.job_instance_id

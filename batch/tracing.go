@@ -17,7 +17,36 @@ import (
 // enqueued it in its asynq headers, and its handler continues it, so an
 // execution's job, step, partition and chunk spans — on whatever workers
 // ran them — form one trace, with the SQL under them.
-var tracer = otel.Tracer("github.com/passbatch/passbatch/batch")
+//
+// The tracer is looked up at each use, so a process (or a test) that sets
+// its tracer provider later still gets its spans.
+func tracer() trace.Tracer {
+	return otel.GetTracerProvider().Tracer("github.com/passbatch/passbatch/batch")
+}
+
+// traceParent is ctx's W3C traceparent, or nil without a sampled span.
+func traceParent(ctx context.Context) *string {
+	if v := traceHeaders(ctx)["traceparent"]; v != "" {
+		return &v
+	}
+	return nil
+}
+
+// joinTrace continues the trace tc (an execution's traceparent) unless ctx
+// is in that trace already: the reconciler's re-drives (whose context holds
+// at most a span of their own transaction) join the execution's trace
+// instead of starting one.
+func joinTrace(ctx context.Context, tc *string) context.Context {
+	if tc == nil {
+		return ctx
+	}
+	joined := otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier{"traceparent": *tc})
+	want := trace.SpanContextFromContext(joined)
+	if !want.IsValid() || trace.SpanContextFromContext(ctx).TraceID() == want.TraceID() {
+		return ctx
+	}
+	return joined
+}
 
 // traceHeaders are the headers that carry ctx's trace to a task.
 func traceHeaders(ctx context.Context) map[string]string {
@@ -35,7 +64,7 @@ func traced(name string, h asynq.HandlerFunc) asynq.HandlerFunc {
 	return func(ctx context.Context, t *asynq.Task) error {
 		ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(t.Headers()))
 		id, _ := asynq.GetTaskID(ctx)
-		ctx, span := tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindConsumer),
+		ctx, span := tracer().Start(ctx, name, trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithAttributes(attribute.String("asynq.task_id", id), attribute.String("asynq.task_type", t.Type())))
 		defer span.End()
 		err := h(ctx, t)

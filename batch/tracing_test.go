@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
@@ -174,4 +175,51 @@ func TestOneTracePerExecution(t *testing.T) {
 		t.Fatalf("partition spans from %d process(es) %v, want both workers in one trace", len(partitionPIDs), partitionPIDs)
 	}
 	t.Logf("execution %d: one trace, %d spans from %d processes: %v", id, len(recv.spans), len(pids), names)
+}
+
+// TestRedriveJoinsTheTrace: an execution whose task was lost and that the
+// reconciler re-drove is still one trace: the re-driven job, step and
+// partition spans continue the launch's. Not parallel: it sets the
+// process's tracer provider.
+func TestRedriveJoinsTheTrace(t *testing.T) {
+	mem := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(mem))
+	defer tp.Shutdown(context.Background())
+	otel.SetTracerProvider(tp)
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	b := setup(t, 200, testjob.IncJob("inc", testjob.Options{Partitions: 4, ChunkSize: 50}))
+	id := b.launch(t, "inc", "run=1")
+	var tc *string
+	if err := b.db.NewRaw("SELECT trace_context FROM batch_job_execution WHERE job_execution_id = ?", id).Scan(context.Background(), &tc); err != nil || tc == nil {
+		t.Fatalf("the execution keeps no trace context (%v)", err)
+	}
+	if err := b.redis.Client.FlushDB(context.Background()).Err(); err != nil { // the job task is lost
+		t.Fatal(err)
+	}
+	if n, err := b.engine.Reconcile(context.Background(), 0); err != nil || n != 1 {
+		t.Fatalf("reconcile: %d re-driven, %v", n, err)
+	}
+	defer b.startWorkers(t, 1, 4)()
+	requireStatus(t, b.wait(t, id, time.Minute), batch.StatusCompleted)
+	var launch string
+	traces := map[string]map[string]int{}
+	for _, s := range mem.GetSpans() {
+		tid := s.SpanContext.TraceID().String()
+		if s.Name == "batch.launch" {
+			launch = tid
+		}
+		if traces[tid] == nil {
+			traces[tid] = map[string]int{}
+		}
+		traces[tid][s.Name]++
+	}
+	got := traces[launch]
+	if launch == "" || got["batch.job"] < 1 || got["batch.partition"] < 4 || got["batch.step-done"] < 1 {
+		t.Fatalf("the launch's trace has %v; spans by trace: %v", got, traces)
+	}
+	for tid, names := range traces {
+		if tid != launch && (names["batch.job"] > 0 || names["batch.partition"] > 0) {
+			t.Fatalf("re-driven work started trace %s of its own: %v", tid, names)
+		}
+	}
 }

@@ -1,0 +1,1 @@
+ALTER TABLE batch_job_execution DROP COLUMN trace_context;
