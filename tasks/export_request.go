@@ -1,0 +1,125 @@
+package tasks
+
+// Export requests: what an admin asks for, checked, deduplicated against
+// identical requests, and recorded.
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/passbatch/passbatch/models"
+)
+
+// ExportFilter narrows an export. Zero fields match everything.
+type ExportFilter struct {
+	From        *time.Time `json:"from,omitempty"`
+	To          *time.Time `json:"to,omitempty"`
+	Status      string     `json:"status,omitempty"`
+	UserGroupID *int64     `json:"user_group_id,omitempty"`
+}
+
+// ExportRequest is an admin's request for a download.
+type ExportRequest struct {
+	Kind   string       `json:"kind"`
+	Format string       `json:"format"`
+	Filter ExportFilter `json:"filter"`
+	// Force starts a new export even when an identical one finished
+	// within the retention window.
+	Force bool `json:"force"`
+}
+
+// Validate checks r and returns its normalized filter JSON and the hash
+// that identifies identical requests.
+func (r *ExportRequest) Validate() (filterJSON []byte, hash string, err error) {
+	k, ok := exportKinds[r.Kind]
+	if !ok {
+		return nil, "", &FieldError{"kind", "passes, bookings or statistics"}
+	}
+	if r.Format != "xlsx" && r.Format != "csv" {
+		return nil, "", &FieldError{"format", "xlsx or csv"}
+	}
+	f := r.Filter
+	if f.From != nil && f.To != nil && !f.From.Before(*f.To) {
+		return nil, "", &FieldError{"filter.to", "must be after filter.from"}
+	}
+	if f.Status != "" {
+		found := false
+		for _, s := range k.statuses {
+			found = found || s == strings.ToUpper(f.Status)
+		}
+		if !found {
+			return nil, "", &FieldError{"filter.status", "not a status of " + r.Kind}
+		}
+		f.Status = strings.ToUpper(f.Status)
+	}
+	if f.UserGroupID != nil && (r.Kind == "statistics" || *f.UserGroupID <= 0) {
+		return nil, "", &FieldError{"filter.user_group_id", "a group id, for passes or bookings"}
+	}
+	if f.From != nil {
+		t := f.From.UTC()
+		f.From = &t
+	}
+	if f.To != nil {
+		t := f.To.UTC()
+		f.To = &t
+	}
+	r.Filter = f
+	filterJSON, _ = json.Marshal(f)
+	sum := sha256.Sum256([]byte(r.Kind + "|" + r.Format + "|" + string(filterJSON)))
+	return filterJSON, hex.EncodeToString(sum[:]), nil
+}
+
+// RequestExport records an export request. While an identical request is
+// PENDING or RUNNING it returns that one (a partial unique index makes this
+// hold under concurrent requests); an identical COMPLETED one still within
+// its retention is returned too unless Force. created says whether a new
+// export was made, for which the caller launches the export job.
+func RequestExport(ctx context.Context, db bun.IDB, r ExportRequest, by string, now time.Time) (*models.Export, bool, error) {
+	filterJSON, hash, err := r.Validate()
+	if err != nil {
+		return nil, false, err
+	}
+	if r.Filter.UserGroupID != nil {
+		ok, err := db.NewSelect().Model((*models.UserGroup)(nil)).Where("id = ?", *r.Filter.UserGroupID).Exists(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		if !ok {
+			return nil, false, &FieldError{"filter.user_group_id", "no such group"}
+		}
+	}
+	if !r.Force {
+		var done models.Export
+		err := db.NewSelect().Model(&done).Where("filter_hash = ? AND status = ? AND expires_at > ?", hash, models.ExportCompleted, now).
+			Order("id DESC").Limit(1).Scan(ctx)
+		if err == nil {
+			return &done, false, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return nil, false, err
+		}
+	}
+	e := &models.Export{RequestedBy: by, Kind: r.Kind, Format: r.Format, Filter: filterJSON, FilterHash: hash, Status: models.ExportPending}
+	res, err := db.NewInsert().Model(e).On("CONFLICT (filter_hash) WHERE status IN ('PENDING', 'RUNNING') DO NOTHING").Returning("*").Exec(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("record export: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return e, true, nil
+	}
+	var running models.Export
+	if err := db.NewSelect().Model(&running).Where("filter_hash = ? AND status IN (?, ?)", hash, models.ExportPending, models.ExportRunning).
+		Limit(1).Scan(ctx); err != nil {
+		return nil, false, fmt.Errorf("load the running export: %w", err)
+	}
+	return &running, false, nil
+}
