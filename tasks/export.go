@@ -48,6 +48,13 @@ func ExportJob(d Deps) *batch.Job {
 			if id, err := p.Int(ParamExportID, 0); err != nil || id <= 0 {
 				return nil, fmt.Errorf("%w: export_id is required", batch.ErrInvalidParams)
 			}
+			// run.at decides retention; it does not identify the export's run.
+			if _, ok := p[batch.ParamRunAt]; !ok {
+				p = p.With(batch.ParamRunAt, now.UTC().Truncate(time.Second).Format(time.RFC3339), false)
+			}
+			if _, err := p.RunAt(); err != nil {
+				return nil, err
+			}
 			return p, nil
 		},
 		Listeners: []batch.JobListener{{BeforeJob: func(ctx context.Context, tx bun.Tx, je *batch.JobExecution, p batch.Params) error {
@@ -84,7 +91,11 @@ func ExportJob(d Deps) *batch.Job {
 		}}},
 		Flow: []batch.Node{
 			batch.NewIOTasklet("expire-old", func(ctx context.Context, db bun.IDB, sc *batch.StepContext) (batch.RepeatStatus, error) {
-				n, err := ExpireExports(ctx, db, d.Store, time.Now())
+				at := runAt(sc)
+				if at.IsZero() { // an execution from before run.at was set
+					at = time.Now()
+				}
+				n, err := ExpireExports(ctx, db, d.Store, at)
 				sc.Counts.Write = int64(n)
 				return batch.Finished, err
 			}).WithRetry(batch.RetryPolicy{Limit: 3}),

@@ -38,7 +38,9 @@ func mergeExport(ctx context.Context, store storage.Store, db bun.IDB, e *models
 	pr, pw := io.Pipe()
 	h := sha256.New()
 	var rows int64
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		var err error
 		if e.Format == "csv" {
 			rows, err = mergeCSV(ctx, store, parts, k, pw)
@@ -48,6 +50,12 @@ func mergeExport(ctx context.Context, store storage.Store, db bun.IDB, e *models
 		pw.CloseWithError(err)
 	}()
 	size, err := store.Put(ctx, key, io.TeeReader(pr, h))
+	// A store that gave up before the end leaves the writer blocked on the
+	// pipe: closing the reading side makes its next write fail, and it ends.
+	if err != nil {
+		pr.CloseWithError(err)
+	}
+	<-done
 	if err != nil {
 		return 0, fmt.Errorf("store export %d: %w", e.ID, err)
 	}

@@ -368,3 +368,40 @@ func TestExportCSVDefusesFormulas(t *testing.T) {
 		t.Fatalf("user_name cells %v, want %v", names, want)
 	}
 }
+
+// TestExportRetentionByRunAt: retention is decided by the job's run.at, not
+// the wall clock, so a rerun decides the same way: an export launched with
+// a run.at past another's expiry expires it.
+func TestExportRetentionByRunAt(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	b.exportData(t, 5)
+	ctx := context.Background()
+	b.exec(t, `INSERT INTO export (id, kind, format, filter_hash, status, file_key, expires_at) VALUES (997, 'passes', 'csv', 'later', 'COMPLETED', 'exports/997/x.csv', now() + interval '1 hour')`)
+	e, _, err := tasks.RequestExport(ctx, b.db, tasks.ExportRequest{Kind: "passes", Format: "csv"}, "test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(2 * time.Hour).UTC().Format(time.RFC3339)
+	je, err := b.engine.Launch(ctx, tasks.JobExport, batch.Params{
+		tasks.ParamExportID: {Value: fmt.Sprint(e.ID), Identifying: true}, batch.ParamRunAt: {Value: at, Identifying: false}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireCompleted(t, b.wait(t, je.JobExecutionID))
+	if st := scan[string](t, b.db, "SELECT status FROM export WHERE id = 997"); st != models.ExportExpired {
+		t.Fatalf("an export expiring in 1 h, with the job's run.at 2 h ahead: %s, want EXPIRED", st)
+	}
+	// Without run.at the job takes the launch time, not identifying.
+	e2, _, _ := tasks.RequestExport(ctx, b.db, tasks.ExportRequest{Kind: "bookings", Format: "csv"}, "test", time.Now())
+	je2, err := b.engine.Launch(ctx, tasks.JobExport, batch.Params{tasks.ParamExportID: {Value: fmt.Sprint(e2.ID), Identifying: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireCompleted(t, b.wait(t, je2.JobExecutionID))
+	var ident string
+	b.db.NewRaw("SELECT identifying FROM batch_job_execution_params WHERE job_execution_id = ? AND parameter_name = 'run.at'", je2.JobExecutionID).Scan(ctx, &ident)
+	if ident != "N" {
+		t.Fatalf("run.at of an export job: identifying %q, want a non-identifying default", ident)
+	}
+}

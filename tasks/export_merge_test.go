@@ -1,0 +1,72 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/passbatch/passbatch/models"
+	"github.com/passbatch/passbatch/storage"
+)
+
+// putFails is a store whose Put of the merged file reads a little of it
+// and then fails, as a storage outage mid-upload does.
+type putFails struct{ storage.Store }
+
+var errUploadFailed = errors.New("upload failed")
+
+func (s putFails) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	if strings.Contains(key, "/parts/") {
+		return s.Store.Put(ctx, key, r)
+	}
+	_, _ = io.CopyN(io.Discard, r, 1024)
+	return 0, errUploadFailed
+}
+
+// TestMergeStopsWhenTheUploadFails: when storing the merged file fails,
+// the goroutine feeding it ends (no goroutine left blocked on the pipe) and
+// the XLSX writer's temporary files are gone.
+func TestMergeStopsWhenTheUploadFails(t *testing.T) {
+	ctx := context.Background()
+	local, err := storage.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := putFails{local}
+	k := exportKinds["bookings"]
+	for p := 0; p < 4; p++ {
+		var part strings.Builder
+		for i := 0; i < 2000; i++ {
+			fmt.Fprintf(&part, "%d,%d,user %d,pass,COMPLETED,2026-11-24T01:00:00Z,2026-11-24T01:50:00Z,true,true\n", p*2000+i+1, i, i)
+		}
+		if _, err := store.Put(ctx, fmt.Sprintf("exports/9/parts/%020d/%020d.csv", p, p), strings.NewReader(part.String())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tmpBefore, _ := filepath.Glob(filepath.Join(os.TempDir(), "excelize-*"))
+	base := runtime.NumGoroutine()
+	for _, format := range []string{"csv", "xlsx"} {
+		e := &models.Export{ID: 9, Kind: "bookings", Format: format}
+		if _, err := mergeExport(ctx, store, nil, e, k); !errors.Is(err, errUploadFailed) {
+			t.Fatalf("%s: merge with a failing upload: %v, want the upload's error", format, err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > base {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("%d goroutines left behind by the failed merges:\n%s", n-base, buf[:runtime.Stack(buf, true)])
+	}
+	if tmpAfter, _ := filepath.Glob(filepath.Join(os.TempDir(), "excelize-*")); len(tmpAfter) > len(tmpBefore) {
+		t.Fatalf("temporary files left: %v (before %v)", tmpAfter, tmpBefore)
+	}
+}
