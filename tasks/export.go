@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/csv"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
 
 	"github.com/passbatch/passbatch/batch"
+	"github.com/passbatch/passbatch/models"
 	"github.com/passbatch/passbatch/notify"
 )
 
@@ -34,13 +36,6 @@ const xlsxMaxRows = 1_048_576
 // export COMPLETED or FAILED with the reason, once. Restarting a failed
 // export resumes from its finished partitions.
 func ExportJob(d Deps) *batch.Job {
-	filter := func(ctx context.Context, db bun.IDB, sc *batch.StepContext, q *bun.SelectQuery) (*bun.SelectQuery, error) {
-		_, k, f, err := loadExport(ctx, db, sc)
-		if err != nil {
-			return nil, err
-		}
-		return k.where(q.TableExpr(k.from), f), nil
-	}
 	return &batch.Job{
 		Name:        JobExport,
 		Description: "데이터 내보내기: export passes, bookings or statistics to XLSX or CSV",
@@ -116,7 +111,7 @@ func ExportJob(d Deps) *batch.Job {
 				return batch.Finished, nil
 			}),
 			batch.NewChunk("parts", batch.ChunkStep[exportRow, exportRow]{
-				Reader: exportReader{filter: filter},
+				Reader: exportReader{cache: &exportCache{}},
 				Partitioner: func(ctx context.Context, db bun.IDB, sc *batch.StepContext) ([]batch.Range, error) {
 					_, k, f, err := loadExport(ctx, db, sc)
 					if err != nil {
@@ -177,27 +172,63 @@ func partName(sc *batch.StepContext) string {
 }
 
 // exportReader reads an export's rows by key.
-type exportReader struct {
-	filter func(ctx context.Context, db bun.IDB, sc *batch.StepContext, q *bun.SelectQuery) (*bun.SelectQuery, error)
-}
+type exportReader struct{ cache *exportCache }
 
 func (r exportReader) Read(ctx context.Context, db bun.IDB, sc *batch.StepContext, from, to int64, limit int) ([]exportRow, error) {
-	_, k, _, err := loadExport(ctx, db, sc)
+	x, err := r.cache.get(ctx, db, sc)
 	if err != nil {
 		return nil, err
 	}
-	q, err := r.filter(ctx, db, sc, db.NewSelect())
-	if err != nil {
-		return nil, err
-	}
+	k := x.kind
 	var rows []exportRow
-	err = q.ColumnExpr("? AS id, ? AS cells", bun.Safe(k.keyCol()), bun.Safe(k.cells)).
+	err = k.where(db.NewSelect().TableExpr(k.from), x.filter).
+		ColumnExpr("? AS id, ? AS cells", bun.Safe(k.keyCol()), bun.Safe(k.cells)).
 		Where("? >= ? AND ? < ?", bun.Safe(k.keyCol()), from, bun.Safe(k.keyCol()), to).
 		OrderExpr("? ASC", bun.Safe(k.keyCol())).Limit(int64(limit)).Scan(ctx, &rows)
 	if err != nil {
 		return nil, fmt.Errorf("read export rows: %w", err)
 	}
 	return rows, nil
+}
+
+// loadedExport is an export's row with its kind and filter.
+type loadedExport struct {
+	export *models.Export
+	kind   exportKind
+	filter ExportFilter
+}
+
+// exportCache keeps each partition's export (by step execution), so a
+// partition loads it once, not once a chunk. It holds at most
+// exportCacheSize partitions; past that it starts over.
+type exportCache struct {
+	mu    sync.Mutex
+	m     map[int64]loadedExport
+	loads int // how many times it went to the database (tests)
+}
+
+const exportCacheSize = 256
+
+func (c *exportCache) get(ctx context.Context, db bun.IDB, sc *batch.StepContext) (loadedExport, error) {
+	c.mu.Lock()
+	x, ok := c.m[sc.StepExecutionID]
+	c.mu.Unlock()
+	if ok {
+		return x, nil
+	}
+	e, k, f, err := loadExport(ctx, db, sc)
+	if err != nil {
+		return x, err
+	}
+	x = loadedExport{e, k, f}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= exportCacheSize {
+		c.m = map[int64]loadedExport{}
+	}
+	c.m[sc.StepExecutionID] = x
+	c.loads++
+	return x, nil
 }
 
 func (exportReader) Key(r exportRow) int64 { return r.ID }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/passbatch/passbatch/batch"
+	"github.com/passbatch/passbatch/internal/testenv"
 	"github.com/passbatch/passbatch/models"
 	"github.com/passbatch/passbatch/storage"
 )
@@ -68,5 +70,28 @@ func TestMergeStopsWhenTheUploadFails(t *testing.T) {
 	}
 	if tmpAfter, _ := filepath.Glob(filepath.Join(os.TempDir(), "excelize-*")); len(tmpAfter) > len(tmpBefore) {
 		t.Fatalf("temporary files left: %v (before %v)", tmpAfter, tmpBefore)
+	}
+}
+
+// TestExportLoadedOncePerPartition: a partition reads its export's row once,
+// whatever the number of its chunks; another partition reads its own.
+func TestExportLoadedOncePerPartition(t *testing.T) {
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, `INSERT INTO export (id, kind, format, filter_hash, status, filter) VALUES (5, 'passes', 'csv', 'h', 'RUNNING', '{}')`); err != nil {
+		t.Fatal(err)
+	}
+	c := &exportCache{}
+	p := batch.Params{ParamExportID: {Value: "5", Identifying: true}}
+	for chunk := 0; chunk < 5; chunk++ {
+		for _, partition := range []int64{101, 102} {
+			x, err := c.get(ctx, db.DB, &batch.StepContext{Params: p, StepExecutionID: partition})
+			if err != nil || x.export.ID != 5 || x.kind.table == "" {
+				t.Fatalf("get: %+v %v", x, err)
+			}
+		}
+	}
+	if c.loads != 2 {
+		t.Fatalf("2 partitions × 5 chunks loaded the export %d times, want 2", c.loads)
 	}
 }
