@@ -14,6 +14,7 @@ import (
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/models"
 	"github.com/passbatch/passbatch/notify"
+	"github.com/passbatch/passbatch/storage"
 )
 
 // JobExport produces an export's file.
@@ -39,129 +40,160 @@ func ExportJob(d Deps) *batch.Job {
 	return &batch.Job{
 		Name:        JobExport,
 		Description: "데이터 내보내기: export passes, bookings or statistics to XLSX or CSV",
-		Prepare: func(p batch.Params, now time.Time) (batch.Params, error) {
-			if id, err := p.Int(ParamExportID, 0); err != nil || id <= 0 {
-				return nil, fmt.Errorf("%w: export_id is required", batch.ErrInvalidParams)
-			}
-			// run.at decides retention; it does not identify the export's run.
-			if _, ok := p[batch.ParamRunAt]; !ok {
-				p = p.With(batch.ParamRunAt, now.UTC().Truncate(time.Second).Format(time.RFC3339), false)
-			}
-			if _, err := p.RunAt(); err != nil {
-				return nil, err
-			}
-			return p, nil
+		Prepare:     prepareExport,
+		Listeners:   exportListeners(d),
+		Flow: []batch.Node{
+			batch.NewIOTasklet("expire-old", expireOld(d)).WithRetry(batch.RetryPolicy{Limit: 3}),
+			batch.NewTasklet("count", countExport),
+			batch.NewChunk("parts", exportParts(d)),
+			batch.NewIOTasklet("merge", mergeStep(d)).WithRetry(batch.RetryPolicy{Limit: 3}),
 		},
-		Listeners: []batch.JobListener{{BeforeJob: func(ctx context.Context, tx bun.Tx, je *batch.JobExecution, p batch.Params) error {
-			// A restarted export is running again (unless an identical
-			// request has started another export meanwhile).
-			id, _ := p.Int(ParamExportID, 0)
-			_, err := exec(ctx, tx, "resume export", `UPDATE export SET status = 'RUNNING', error = NULL, job_execution_id = ?, modified_at = now()
+	}
+}
+
+// prepareExport checks export_id and adds run.at, which decides retention
+// but does not identify the export's run.
+func prepareExport(p batch.Params, now time.Time) (batch.Params, error) {
+	if id, err := p.Int(ParamExportID, 0); err != nil || id <= 0 {
+		return nil, fmt.Errorf("%w: export_id is required", batch.ErrInvalidParams)
+	}
+	if _, ok := p[batch.ParamRunAt]; !ok {
+		p = p.With(batch.ParamRunAt, now.UTC().Truncate(time.Second).Format(time.RFC3339), false)
+	}
+	if _, err := p.RunAt(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// exportListeners keep the export row in step with its job: RUNNING again
+// on a restart, COMPLETED or FAILED at the end, and the event to the
+// notifier after the commit.
+func exportListeners(d Deps) []batch.JobListener {
+	return []batch.JobListener{{BeforeJob: func(ctx context.Context, tx bun.Tx, je *batch.JobExecution, p batch.Params) error {
+		// A restarted export is running again (unless an identical
+		// request has started another export meanwhile).
+		id, _ := p.Int(ParamExportID, 0)
+		_, err := exec(ctx, tx, "resume export", `UPDATE export SET status = 'RUNNING', error = NULL, job_execution_id = ?, modified_at = now()
 				WHERE id = ? AND status = 'FAILED' AND NOT EXISTS (SELECT 1 FROM export o WHERE o.filter_hash = export.filter_hash
 				AND o.status IN ('PENDING', 'RUNNING') AND o.id <> export.id)`, je.JobExecutionID, id)
-			return err
-		}, AfterJob: func(ctx context.Context, tx bun.Tx, je *batch.JobExecution, p batch.Params) error {
-			id, _ := p.Int(ParamExportID, 0)
-			var err error
-			if je.Status == batch.StatusCompleted {
-				_, err = exec(ctx, tx, "complete export", `UPDATE export SET status = 'COMPLETED', expires_at = now() + ?::interval, error = NULL, modified_at = now() WHERE id = ?`,
-					fmt.Sprintf("%d seconds", int(ExportRetention.Seconds())), id)
-			} else {
-				_, err = exec(ctx, tx, "fail export", `UPDATE export SET status = 'FAILED', error = ?, modified_at = now() WHERE id = ? AND status <> 'EXPIRED'`,
-					je.Status+": "+je.ExitMessage, id)
+		return err
+	}, AfterJob: func(ctx context.Context, tx bun.Tx, je *batch.JobExecution, p batch.Params) error {
+		id, _ := p.Int(ParamExportID, 0)
+		var err error
+		if je.Status == batch.StatusCompleted {
+			_, err = exec(ctx, tx, "complete export", `UPDATE export SET status = 'COMPLETED', expires_at = now() + ?::interval, error = NULL, modified_at = now() WHERE id = ?`,
+				fmt.Sprintf("%d seconds", int(ExportRetention.Seconds())), id)
+		} else {
+			_, err = exec(ctx, tx, "fail export", `UPDATE export SET status = 'FAILED', error = ?, modified_at = now() WHERE id = ? AND status <> 'EXPIRED'`,
+				je.Status+": "+je.ExitMessage, id)
+		}
+		d.Logger.InfoContext(ctx, "export finished", "export_id", id, "status", je.Status, "job_execution_id", je.JobExecutionID)
+		return err
+	}, AfterJobCommitted: func(ctx context.Context, je *batch.JobExecution, p batch.Params) {
+		// The event also goes to the notifier (the webhook when configured),
+		// best effort and after the commit: a receiver that is down must
+		// not hold the export back, nor a transaction open.
+		id, _ := p.Int(ParamExportID, 0)
+		key := fmt.Sprintf("export:%d:%s", id, je.Status)
+		msg := notify.Message{UUID: uuid.NewSHA1(uuid.NameSpaceURL, []byte("passbatch:"+key)), Event: "EXPORT_" + je.Status, DedupKey: key,
+			Text: fmt.Sprintf("export %d finished: %s %s", id, je.Status, je.ExitMessage)}
+		if serr := d.Notifier.Send(ctx, msg); serr != nil {
+			d.Logger.WarnContext(ctx, "export event not delivered", "export_id", id, "err", serr)
+		}
+	}}}
+}
+
+// expireOld expires the exports past their retention at run.at.
+func expireOld(d Deps) batch.IOTasklet {
+	return func(ctx context.Context, db bun.IDB, sc *batch.StepContext) (batch.RepeatStatus, error) {
+		at := runAt(sc)
+		if at.IsZero() { // an execution from before run.at was set
+			at = time.Now()
+		}
+		n, err := ExpireExports(ctx, db, d.Store, at)
+		sc.Counts.Write = int64(n)
+		return batch.Finished, err
+	}
+}
+
+// countExport counts the export's rows and marks it RUNNING.
+func countExport(ctx context.Context, tx bun.Tx, sc *batch.StepContext) (batch.RepeatStatus, error) {
+	e, k, f, err := loadExport(ctx, tx, sc)
+	if err != nil {
+		return batch.Finished, err
+	}
+	n, err := k.where(tx.NewSelect().TableExpr(k.from), f).Count(ctx)
+	if err != nil {
+		return batch.Finished, fmt.Errorf("count export rows: %w", err)
+	}
+	if _, err := exec(ctx, tx, "start export", `UPDATE export SET status = 'RUNNING', total_rows = ?, written_rows = 0,
+		job_execution_id = ?, modified_at = now() WHERE id = ?`, n, sc.JobExecutionID, e.ID); err != nil {
+		return batch.Finished, err
+	}
+	sc.Counts.Read, sc.Counts.Write = int64(n), 1
+	return batch.Finished, nil
+}
+
+// exportParts is the partitioned step: each chunk's rows become one CSV
+// part file, stored outside the chunk transaction; one that cannot be
+// stored (storage down, disk full) is retried in place a few times before
+// the step fails, and a restart then resumes from the finished partitions.
+func exportParts(d Deps) batch.ChunkStep[exportRow, exportRow] {
+	return batch.ChunkStep[exportRow, exportRow]{
+		Reader: exportReader{cache: &exportCache{}},
+		Partitioner: func(ctx context.Context, db bun.IDB, sc *batch.StepContext) ([]batch.Range, error) {
+			_, k, f, err := loadExport(ctx, db, sc)
+			if err != nil {
+				return nil, err
 			}
-			d.Logger.InfoContext(ctx, "export finished", "export_id", id, "status", je.Status, "job_execution_id", je.JobExecutionID)
-			return err
-		}, AfterJobCommitted: func(ctx context.Context, je *batch.JobExecution, p batch.Params) {
-			// The event also goes to the notifier (the webhook when configured),
-			// best effort and after the commit: a receiver that is down must
-			// not hold the export back, nor a transaction open.
-			id, _ := p.Int(ParamExportID, 0)
-			key := fmt.Sprintf("export:%d:%s", id, je.Status)
-			msg := notify.Message{UUID: uuid.NewSHA1(uuid.NameSpaceURL, []byte("passbatch:"+key)), Event: "EXPORT_" + je.Status, DedupKey: key,
-				Text: fmt.Sprintf("export %d finished: %s %s", id, je.Status, je.ExitMessage)}
-			if serr := d.Notifier.Send(ctx, msg); serr != nil {
-				d.Logger.WarnContext(ctx, "export event not delivered", "export_id", id, "err", serr)
-			}
-		}}},
-		Flow: []batch.Node{
-			batch.NewIOTasklet("expire-old", func(ctx context.Context, db bun.IDB, sc *batch.StepContext) (batch.RepeatStatus, error) {
-				at := runAt(sc)
-				if at.IsZero() { // an execution from before run.at was set
-					at = time.Now()
-				}
-				n, err := ExpireExports(ctx, db, d.Store, at)
-				sc.Counts.Write = int64(n)
-				return batch.Finished, err
-			}).WithRetry(batch.RetryPolicy{Limit: 3}),
-			batch.NewTasklet("count", func(ctx context.Context, tx bun.Tx, sc *batch.StepContext) (batch.RepeatStatus, error) {
-				e, k, f, err := loadExport(ctx, tx, sc)
-				if err != nil {
-					return batch.Finished, err
-				}
-				n, err := k.where(tx.NewSelect().TableExpr(k.from), f).Count(ctx)
-				if err != nil {
-					return batch.Finished, fmt.Errorf("count export rows: %w", err)
-				}
-				if _, err := exec(ctx, tx, "start export", `UPDATE export SET status = 'RUNNING', total_rows = ?, written_rows = 0,
-					job_execution_id = ?, modified_at = now() WHERE id = ?`, n, sc.JobExecutionID, e.ID); err != nil {
-					return batch.Finished, err
-				}
-				sc.Counts.Read, sc.Counts.Write = int64(n), 1
-				return batch.Finished, nil
-			}),
-			batch.NewChunk("parts", batch.ChunkStep[exportRow, exportRow]{
-				Reader: exportReader{cache: &exportCache{}},
-				Partitioner: func(ctx context.Context, db bun.IDB, sc *batch.StepContext) ([]batch.Range, error) {
-					_, k, f, err := loadExport(ctx, db, sc)
-					if err != nil {
-						return nil, err
-					}
-					return batch.KeyRangePartitioner(k.from, k.keyCol(), d.Partitions, func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery {
-						return k.where(q, f)
-					})(ctx, db, sc)
-				},
-				ChunkSize: 5000,
-				// A chunk's rows become one CSV part file, stored outside the
-				// chunk transaction; one that cannot be stored (storage down,
-				// disk full) is retried in place a few times before the step
-				// fails, and a restart then resumes from the finished partitions.
-				Retry: batch.RetryPolicy{Limit: 3},
-				Emit: func(ctx context.Context, sc *batch.StepContext, rows []exportRow) error {
-					var buf bytes.Buffer
-					w := csv.NewWriter(&buf)
-					for _, r := range rows {
-						if err := w.Write(r.Cells); err != nil {
-							return err
-						}
-					}
-					w.Flush()
-					id, _ := sc.Params.Int(ParamExportID, 0)
-					// Named by where the chunk starts, so a redone chunk rewrites
-					// its own part whatever rows it finds.
-					key := fmt.Sprintf("exports/%d/parts/%s/%020d.csv", id, partName(sc), uint64(sc.ChunkStart)^(1<<63))
-					_, err := d.Store.Put(ctx, key, &buf)
-					return err
-				},
-				Writer: func(ctx context.Context, tx bun.Tx, sc *batch.StepContext, rows []exportRow) error {
-					id, _ := sc.Params.Int(ParamExportID, 0)
-					_, err := exec(ctx, tx, "count export rows", "UPDATE export SET written_rows = written_rows + ? WHERE id = ?", len(rows), id)
-					return err
-				},
-			}),
-			batch.NewIOTasklet("merge", func(ctx context.Context, db bun.IDB, sc *batch.StepContext) (batch.RepeatStatus, error) {
-				e, k, _, err := loadExport(ctx, db, sc)
-				if err != nil {
-					return batch.Finished, err
-				}
-				n, err := mergeExport(ctx, d.Store, db, e, k)
-				if err != nil {
-					return batch.Finished, err
-				}
-				sc.Counts.Read, sc.Counts.Write = n, n
-				return batch.Finished, nil
-			}).WithRetry(batch.RetryPolicy{Limit: 3}),
+			return batch.KeyRangePartitioner(k.from, k.keyCol(), d.Partitions, func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery {
+				return k.where(q, f)
+			})(ctx, db, sc)
 		},
+		ChunkSize: 5000,
+		Retry:     batch.RetryPolicy{Limit: 3},
+		Emit: func(ctx context.Context, sc *batch.StepContext, rows []exportRow) error {
+			return storePart(ctx, d.Store, sc, rows)
+		},
+		Writer: func(ctx context.Context, tx bun.Tx, sc *batch.StepContext, rows []exportRow) error {
+			id, _ := sc.Params.Int(ParamExportID, 0)
+			_, err := exec(ctx, tx, "count export rows", "UPDATE export SET written_rows = written_rows + ? WHERE id = ?", len(rows), id)
+			return err
+		},
+	}
+}
+
+// storePart writes a chunk's rows as a CSV part, named by where the chunk
+// starts, so a redone chunk rewrites its own part whatever rows it finds.
+func storePart(ctx context.Context, store storage.Store, sc *batch.StepContext, rows []exportRow) error {
+	var buf bytes.Buffer
+	w := csv.NewWriter(&buf)
+	for _, r := range rows {
+		if err := w.Write(r.Cells); err != nil {
+			return err
+		}
+	}
+	w.Flush()
+	id, _ := sc.Params.Int(ParamExportID, 0)
+	key := fmt.Sprintf("exports/%d/parts/%s/%020d.csv", id, partName(sc), uint64(sc.ChunkStart)^(1<<63))
+	_, err := store.Put(ctx, key, &buf)
+	return err
+}
+
+// mergeStep joins the parts into the export's file.
+func mergeStep(d Deps) batch.IOTasklet {
+	return func(ctx context.Context, db bun.IDB, sc *batch.StepContext) (batch.RepeatStatus, error) {
+		e, k, _, err := loadExport(ctx, db, sc)
+		if err != nil {
+			return batch.Finished, err
+		}
+		n, err := mergeExport(ctx, d.Store, db, e, k)
+		if err != nil {
+			return batch.Finished, err
+		}
+		sc.Counts.Read, sc.Counts.Write = n, n
+		return batch.Finished, nil
 	}
 }
 

@@ -132,8 +132,44 @@ func defuseFormulas(rec, types []string) []string {
 // time zone, so times are written as the gym's wall clock (Asia/Seoul) and
 // their headers say so; CSV keeps RFC 3339 instants.
 func mergeXLSX(ctx context.Context, store storage.Store, parts []storage.Info, k exportKind, w io.Writer, maxRows int) (int64, error) {
+	x := newXLSXWriter(w, k)
+	defer x.f.Close()
+	if err := x.newSheet(); err != nil {
+		return 0, err
+	}
+	n, err := eachPartRow(ctx, store, parts, func(rec []string) error {
+		if x.row >= maxRows {
+			if err := x.newSheet(); err != nil {
+				return err
+			}
+		}
+		return x.add(rec)
+	})
+	if err != nil {
+		return n, err
+	}
+	if err := x.sw.Flush(); err != nil {
+		return n, err
+	}
+	if _, err = x.f.WriteTo(io.Discard); err != nil {
+		return n, fmt.Errorf("write xlsx: %w", err)
+	}
+	return n, nil
+}
+
+// xlsxWriter writes an export's workbook a row at a time, one stream
+// writer per sheet.
+type xlsxWriter struct {
+	f               *excelize.File
+	k               exportKind
+	bold, dateStyle int
+	sw              *excelize.StreamWriter
+	sheet, row      int
+}
+
+// newXLSXWriter makes a workbook whose zip goes straight to w.
+func newXLSXWriter(w io.Writer, k exportKind) *xlsxWriter {
 	f := excelize.NewFile()
-	defer f.Close()
 	// excelize's WriteTo builds the whole package in a bytes.Buffer (to patch
 	// zip64 headers afterwards), which for a million rows is ~100 MB more
 	// than the stream writers' temp files. Point its zip writer at w
@@ -151,73 +187,56 @@ func mergeXLSX(ctx context.Context, store storage.Store, parts []storage.Info, k
 		})
 		return zw
 	})
-	bold, _ := f.NewStyle(&excelize.Style{Font: &excelize.Font{Bold: true}})
-	dateStyle, _ := f.NewStyle(&excelize.Style{CustomNumFmt: ptrTo("yyyy-mm-dd hh:mm:ss")})
-	var sw *excelize.StreamWriter
-	sheet, row := 0, 0
-	newSheet := func() error {
-		if sw != nil {
-			if err := sw.Flush(); err != nil {
-				return err
-			}
-		}
-		sheet++
-		name := fmt.Sprintf("Sheet%d", sheet)
-		if sheet > 1 {
-			if _, err := f.NewSheet(name); err != nil {
-				return err
-			}
-		}
-		var err error
-		if sw, err = f.NewStreamWriter(name); err != nil {
+	x := &xlsxWriter{f: f, k: k}
+	x.bold, _ = f.NewStyle(&excelize.Style{Font: &excelize.Font{Bold: true}})
+	x.dateStyle, _ = f.NewStyle(&excelize.Style{CustomNumFmt: ptrTo("yyyy-mm-dd hh:mm:ss")})
+	return x
+}
+
+// newSheet ends the current sheet and starts the next, with column widths
+// and the bold header (times labelled with the gym's zone).
+func (x *xlsxWriter) newSheet() error {
+	if x.sw != nil {
+		if err := x.sw.Flush(); err != nil {
 			return err
 		}
-		for i := range k.columns {
-			width := 14.0
-			if k.types[i] == "time" {
-				width = 28
-			}
-			if err := sw.SetColWidth(i+1, i+1, width); err != nil {
-				return err
-			}
+	}
+	x.sheet++
+	name := fmt.Sprintf("Sheet%d", x.sheet)
+	if x.sheet > 1 {
+		if _, err := x.f.NewSheet(name); err != nil {
+			return err
 		}
-		hdr := make([]any, len(k.columns))
-		for i, c := range k.columns {
-			if k.types[i] == "time" {
-				c += " (" + models.Seoul.String() + ")"
-			}
-			hdr[i] = excelize.Cell{StyleID: bold, Value: c}
+	}
+	var err error
+	if x.sw, err = x.f.NewStreamWriter(name); err != nil {
+		return err
+	}
+	hdr := make([]any, len(x.k.columns))
+	for i, c := range x.k.columns {
+		width := 14.0
+		if x.k.types[i] == "time" {
+			width = 28
+			c += " (" + models.Seoul.String() + ")"
 		}
-		row = 1
-		return sw.SetRow("A1", hdr)
-	}
-	if err := newSheet(); err != nil {
-		return 0, err
-	}
-	n, err := eachPartRow(ctx, store, parts, func(rec []string) error {
-		if row >= maxRows {
-			if err := newSheet(); err != nil {
-				return err
-			}
+		if err := x.sw.SetColWidth(i+1, i+1, width); err != nil {
+			return err
 		}
-		row++
-		cells := make([]any, len(rec))
-		for i, v := range rec {
-			cells[i] = xlsxCell(k.types[i], v, dateStyle)
-		}
-		cell, _ := excelize.CoordinatesToCellName(1, row)
-		return sw.SetRow(cell, cells)
-	})
-	if err != nil {
-		return n, err
+		hdr[i] = excelize.Cell{StyleID: x.bold, Value: c}
 	}
-	if err := sw.Flush(); err != nil {
-		return n, err
+	x.row = 1
+	return x.sw.SetRow("A1", hdr)
+}
+
+// add writes one data row.
+func (x *xlsxWriter) add(rec []string) error {
+	x.row++
+	cells := make([]any, len(rec))
+	for i, v := range rec {
+		cells[i] = xlsxCell(x.k.types[i], v, x.dateStyle)
 	}
-	if _, err = f.WriteTo(io.Discard); err != nil {
-		return n, fmt.Errorf("write xlsx: %w", err)
-	}
-	return n, nil
+	cell, _ := excelize.CoordinatesToCellName(1, x.row)
+	return x.sw.SetRow(cell, cells)
 }
 
 func xlsxCell(typ, v string, dateStyle int) any {

@@ -51,36 +51,12 @@ type Grant struct {
 // task (NewGrantTask) after committing; the per-minute add-passes run is
 // the safety net if that enqueue is lost.
 func CreateGrant(ctx context.Context, db bun.IDB, r GrantRequest, now time.Time) (*Grant, error) {
-	at := now
-	if r.At != nil {
-		if r.At.Before(now.Add(-time.Minute)) {
-			return nil, &FieldError{"at", "must not be in the past"}
-		}
-		if r.At.After(now.AddDate(1, 0, 0)) {
-			return nil, &FieldError{"at", "must be within a year"}
-		}
-		at = *r.At
+	at, start, err := r.times(now)
+	if err != nil {
+		return nil, err
 	}
-	start := at
-	if r.StartedAt != nil {
-		if r.StartedAt.Before(at.Add(-24 * time.Hour)) {
-			return nil, &FieldError{"started_at", "must not be more than a day before the grant time"}
-		}
-		start = *r.StartedAt
-	}
-	if r.PackageID <= 0 {
-		return nil, &FieldError{"package_id", "required"}
-	}
-	if r.Count != nil && (*r.Count <= 0 || *r.Count > 10000) {
-		return nil, &FieldError{"count", "must be 1 to 10000"}
-	}
-	switch {
-	case r.UserGroupID == nil && len(r.UserIDs) == 0:
-		return nil, &FieldError{"user_ids", "give user_ids or user_group_id"}
-	case r.UserGroupID != nil && len(r.UserIDs) > 0:
-		return nil, &FieldError{"user_ids", "give user_ids or user_group_id, not both"}
-	case len(r.UserIDs) > MaxGrantUsers:
-		return nil, &FieldError{"user_ids", fmt.Sprintf("at most %d users at once", MaxGrantUsers)}
+	if err := r.checkShape(); err != nil {
+		return nil, err
 	}
 	var pkg models.Package
 	if err := db.NewSelect().Model(&pkg).Where("id = ?", r.PackageID).Scan(ctx); errors.Is(err, sql.ErrNoRows) {
@@ -93,58 +69,12 @@ func CreateGrant(ctx context.Context, db bun.IDB, r GrantRequest, now time.Time)
 	}
 	g := &Grant{ScheduledAt: at}
 	if r.UserGroupID != nil {
-		n, err := db.NewSelect().Model((*models.UserGroupMapping)(nil)).Where("user_group_id = ?", *r.UserGroupID).Count(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("count group: %w", err)
-		}
-		exists, err := db.NewSelect().Model((*models.UserGroup)(nil)).Where("id = ?", *r.UserGroupID).Exists(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if !exists {
-			return nil, &FieldError{"user_group_id", "no such group"}
-		}
-		if n == 0 {
-			return nil, &FieldError{"user_group_id", "the group has no members"}
-		}
-		g.UserGroupID, g.Users = *r.UserGroupID, int(n)
+		g.UserGroupID, g.Users, err = groupMembers(ctx, db, *r.UserGroupID)
 	} else {
-		seen := map[int64]bool{}
-		var uniq []int64
-		for _, id := range r.UserIDs {
-			if id <= 0 {
-				return nil, &FieldError{"user_ids", "ids are positive numbers"}
-			}
-			if !seen[id] {
-				seen[id] = true
-				uniq = append(uniq, id)
-			}
-		}
-		var found []int64
-		if err := db.NewRaw("SELECT id FROM users WHERE id = ANY(?) AND status = 'ACTIVE' ORDER BY id", pgdialect.Array(uniq)).Scan(ctx, &found); err != nil {
-			return nil, fmt.Errorf("load users: %w", err)
-		}
-		if len(found) != len(uniq) {
-			missing := []string{}
-			ok := map[int64]bool{}
-			for _, id := range found {
-				ok[id] = true
-			}
-			for _, id := range uniq {
-				if !ok[id] && len(missing) < 10 {
-					missing = append(missing, fmt.Sprint(id))
-				}
-			}
-			return nil, &FieldError{"user_ids", "unknown or inactive users: " + strings.Join(missing, ", ")}
-		}
-		grp := &models.UserGroup{Name: fmt.Sprintf("grant %s", at.UTC().Format(time.RFC3339)), Description: "made for an ad-hoc grant"}
-		if _, err := db.NewInsert().Model(grp).Returning("id").Exec(ctx); err != nil {
-			return nil, fmt.Errorf("create group: %w", err)
-		}
-		if _, err := db.NewRaw(`INSERT INTO user_group_mapping (user_group_id, user_id) SELECT ?, unnest(?::bigint[])`, grp.ID, pgdialect.Array(uniq)).Exec(ctx); err != nil {
-			return nil, fmt.Errorf("fill group: %w", err)
-		}
-		g.UserGroupID, g.Users = grp.ID, len(uniq)
+		g.UserGroupID, g.Users, err = adhocGroup(ctx, db, r.UserIDs, at)
+	}
+	if err != nil {
+		return nil, err
 	}
 	end := r.EndedAt
 	if end == nil && pkg.PeriodDays != nil {
@@ -165,4 +95,108 @@ func CreateGrant(ctx context.Context, db bun.IDB, r GrantRequest, now time.Time)
 	}
 	g.BulkPassID = bp.ID
 	return g, nil
+}
+
+// times checks the grant time (default now) and the passes' start
+// (default the grant time).
+func (r GrantRequest) times(now time.Time) (at, start time.Time, err error) {
+	at = now
+	if r.At != nil {
+		if r.At.Before(now.Add(-time.Minute)) {
+			return at, start, &FieldError{"at", "must not be in the past"}
+		}
+		if r.At.After(now.AddDate(1, 0, 0)) {
+			return at, start, &FieldError{"at", "must be within a year"}
+		}
+		at = *r.At
+	}
+	start = at
+	if r.StartedAt != nil {
+		if r.StartedAt.Before(at.Add(-24 * time.Hour)) {
+			return at, start, &FieldError{"started_at", "must not be more than a day before the grant time"}
+		}
+		start = *r.StartedAt
+	}
+	return at, start, nil
+}
+
+// checkShape checks what needs no database: a package, a sane count, and
+// users or a group (not both, not too many users).
+func (r GrantRequest) checkShape() error {
+	if r.PackageID <= 0 {
+		return &FieldError{"package_id", "required"}
+	}
+	if r.Count != nil && (*r.Count <= 0 || *r.Count > 10000) {
+		return &FieldError{"count", "must be 1 to 10000"}
+	}
+	switch {
+	case r.UserGroupID == nil && len(r.UserIDs) == 0:
+		return &FieldError{"user_ids", "give user_ids or user_group_id"}
+	case r.UserGroupID != nil && len(r.UserIDs) > 0:
+		return &FieldError{"user_ids", "give user_ids or user_group_id, not both"}
+	case len(r.UserIDs) > MaxGrantUsers:
+		return &FieldError{"user_ids", fmt.Sprintf("at most %d users at once", MaxGrantUsers)}
+	}
+	return nil
+}
+
+// groupMembers checks that group id exists and has members; it returns it
+// with its member count.
+func groupMembers(ctx context.Context, db bun.IDB, id int64) (int64, int, error) {
+	n, err := db.NewSelect().Model((*models.UserGroupMapping)(nil)).Where("user_group_id = ?", id).Count(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("count group: %w", err)
+	}
+	exists, err := db.NewSelect().Model((*models.UserGroup)(nil)).Where("id = ?", id).Exists(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	if !exists {
+		return 0, 0, &FieldError{"user_group_id", "no such group"}
+	}
+	if n == 0 {
+		return 0, 0, &FieldError{"user_group_id", "the group has no members"}
+	}
+	return id, int(n), nil
+}
+
+// adhocGroup makes the group of an ad-hoc grant from ids, every one an
+// active user (duplicates count once); it returns the group and its size.
+func adhocGroup(ctx context.Context, db bun.IDB, ids []int64, at time.Time) (int64, int, error) {
+	seen := map[int64]bool{}
+	var uniq []int64
+	for _, id := range ids {
+		if id <= 0 {
+			return 0, 0, &FieldError{"user_ids", "ids are positive numbers"}
+		}
+		if !seen[id] {
+			seen[id] = true
+			uniq = append(uniq, id)
+		}
+	}
+	var found []int64
+	if err := db.NewRaw("SELECT id FROM users WHERE id = ANY(?) AND status = 'ACTIVE' ORDER BY id", pgdialect.Array(uniq)).Scan(ctx, &found); err != nil {
+		return 0, 0, fmt.Errorf("load users: %w", err)
+	}
+	if len(found) != len(uniq) {
+		ok := map[int64]bool{}
+		for _, id := range found {
+			ok[id] = true
+		}
+		missing := []string{}
+		for _, id := range uniq {
+			if !ok[id] && len(missing) < 10 {
+				missing = append(missing, fmt.Sprint(id))
+			}
+		}
+		return 0, 0, &FieldError{"user_ids", "unknown or inactive users: " + strings.Join(missing, ", ")}
+	}
+	grp := &models.UserGroup{Name: fmt.Sprintf("grant %s", at.UTC().Format(time.RFC3339)), Description: "made for an ad-hoc grant"}
+	if _, err := db.NewInsert().Model(grp).Returning("id").Exec(ctx); err != nil {
+		return 0, 0, fmt.Errorf("create group: %w", err)
+	}
+	if _, err := db.NewRaw(`INSERT INTO user_group_mapping (user_group_id, user_id) SELECT ?, unnest(?::bigint[])`, grp.ID, pgdialect.Array(uniq)).Exec(ctx); err != nil {
+		return 0, 0, fmt.Errorf("fill group: %w", err)
+	}
+	return grp.ID, len(uniq), nil
 }
