@@ -195,115 +195,12 @@ func Load(lookup func(string) (string, bool), need Need) (Config, error) {
 		MetricsAddr:      get("METRICS_ADDR"),
 		LogFormat:        get("LOG_FORMAT"),
 	}
-	if c.DatabaseURL == "" {
-		return c, &Error{"DATABASE_URL", "required, e.g. postgres://user:pass@localhost:5432/passbatch?sslmode=disable"}
-	}
-	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
-		return c, &Error{"DATABASE_URL", "want a postgres://host/db URL"}
-	}
-	if need.Redis || c.RedisURL != "" {
-		if c.RedisURL == "" {
-			return c, &Error{"REDIS_URL", "required, e.g. redis://localhost:6379/0"}
+	for _, step := range []func(*Config, func(string) string, Need) error{
+		loadDatabase, loadRedis, loadAddrs, loadSecrets, loadStorage, loadSchedule, loadWorkers, loadLogging,
+	} {
+		if err := step(&c, get, need); err != nil {
+			return c, err
 		}
-		u, err := url.Parse(c.RedisURL)
-		if err != nil {
-			return c, &Error{"REDIS_URL", "want a redis://, rediss://, redis-socket:// or redis-sentinel:// URL"}
-		}
-		switch u.Scheme {
-		case "redis", "rediss", "redis-sentinel":
-			if u.Host == "" {
-				return c, &Error{"REDIS_URL", "want a host, e.g. redis://localhost:6379/0"}
-			}
-		case "redis-socket":
-			if u.Path == "" {
-				return c, &Error{"REDIS_URL", "want a socket path, e.g. redis-socket:///run/redis.sock"}
-			}
-		default:
-			return c, &Error{"REDIS_URL", "want a redis://, rediss://, redis-socket:// or redis-sentinel:// URL"}
-		}
-	}
-	if c.HTTPAddr == "" {
-		c.HTTPAddr = ":8080"
-	}
-	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-		return c, &Error{"HTTP_ADDR", "want host:port or :port, e.g. :8080"}
-	}
-	if c.MetricsAddr != "" {
-		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
-			return c, &Error{"METRICS_ADDR", "want host:port or :port, e.g. 127.0.0.1:9101"}
-		}
-	}
-	if need.Web {
-		if c.AdminToken == "" {
-			return c, &Error{"ADMIN_TOKEN", "required: the bearer token admins use"}
-		}
-		if len(c.AdminToken) < 12 {
-			return c, &Error{"ADMIN_TOKEN", "too short: use at least 12 characters"}
-		}
-		if len(c.SessionSecret) < 32 {
-			return c, &Error{"SESSION_SECRET", "required: at least 32 random characters"}
-		}
-		if published(c.AdminToken) {
-			return c, &Error{"ADMIN_TOKEN", "is an example from the docs; use a random one (openssl rand -hex 24)"}
-		}
-		if published(c.SessionSecret) {
-			return c, &Error{"SESSION_SECRET", "is an example from the docs; use a random one (openssl rand -hex 32)"}
-		}
-	}
-	if c.StorageDir == "" {
-		c.StorageDir = "./.data/files"
-	}
-	if c.StorageURL != "" {
-		if u, err := url.Parse(c.StorageURL); err != nil || u.Scheme != "s3" || u.Host == "" {
-			return c, &Error{"STORAGE_URL", "want s3://bucket/prefix, or empty for STORAGE_DIR"}
-		}
-	}
-	c.S3 = S3{Endpoint: get("S3_ENDPOINT"), AccessKeyID: get("AWS_ACCESS_KEY_ID"), SecretAccessKey: get("AWS_SECRET_ACCESS_KEY"), Region: get("AWS_REGION")}
-	if v := get("S3_INSECURE"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return c, &Error{"S3_INSECURE", "want true or false"}
-		}
-		c.S3.Insecure = b
-	}
-	c.Schedule = map[string]string{}
-	for _, k := range ScheduleVars {
-		if v := get(k); v != "" {
-			c.Schedule[k] = v
-		}
-	}
-	if c.NotifyWebhookURL != "" {
-		if u, err := url.Parse(c.NotifyWebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return c, &Error{"NOTIFY_WEBHOOK_URL", "want an http:// or https:// URL, or empty for the log"}
-		}
-	}
-	c.WorkerConcurrency = 10
-	if v := get("WORKER_CONCURRENCY"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return c, &Error{"WORKER_CONCURRENCY", "want a whole number from 1 to 1000"}
-		}
-		c.WorkerConcurrency = n
-	}
-	switch v := get("PARTITIONS"); v {
-	case "", "auto":
-	default:
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1024 {
-			return c, &Error{"PARTITIONS", "want auto or a whole number from 1 to 1024"}
-		}
-		c.Partitions = n
-	}
-	c.LogLevel = slog.LevelInfo
-	if v := get("LOG_LEVEL"); v != "" {
-		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
-			return c, &Error{"LOG_LEVEL", "want debug, info, warn or error"}
-		}
-	}
-	switch c.LogFormat {
-	case "", "json", "text":
-	default:
-		return c, &Error{"LOG_FORMAT", "want json or text"}
 	}
 	var err error
 	if c.Fleet, err = loadFleet(get); err != nil {
@@ -312,6 +209,156 @@ func Load(lookup func(string) (string, bool), need Need) (Config, error) {
 	c.Web, err = loadWeb(get, c)
 	c.Tracing = tracing.Enabled(lookup)
 	return c, err
+}
+
+// loadDatabase checks DATABASE_URL.
+func loadDatabase(c *Config, get func(string) string, need Need) error {
+	if c.DatabaseURL == "" {
+		return &Error{"DATABASE_URL", "required, e.g. postgres://user:pass@localhost:5432/passbatch?sslmode=disable"}
+	}
+	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		return &Error{"DATABASE_URL", "want a postgres://host/db URL"}
+	}
+	return nil
+}
+
+// loadRedis checks REDIS_URL (required when need.Redis).
+func loadRedis(c *Config, get func(string) string, need Need) error {
+	if need.Redis || c.RedisURL != "" {
+		if c.RedisURL == "" {
+			return &Error{"REDIS_URL", "required, e.g. redis://localhost:6379/0"}
+		}
+		u, err := url.Parse(c.RedisURL)
+		if err != nil {
+			return &Error{"REDIS_URL", "want a redis://, rediss://, redis-socket:// or redis-sentinel:// URL"}
+		}
+		switch u.Scheme {
+		case "redis", "rediss", "redis-sentinel":
+			if u.Host == "" {
+				return &Error{"REDIS_URL", "want a host, e.g. redis://localhost:6379/0"}
+			}
+		case "redis-socket":
+			if u.Path == "" {
+				return &Error{"REDIS_URL", "want a socket path, e.g. redis-socket:///run/redis.sock"}
+			}
+		default:
+			return &Error{"REDIS_URL", "want a redis://, rediss://, redis-socket:// or redis-sentinel:// URL"}
+		}
+	}
+	return nil
+}
+
+// loadAddrs checks HTTP_ADDR (default :8080) and METRICS_ADDR.
+func loadAddrs(c *Config, get func(string) string, need Need) error {
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":8080"
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return &Error{"HTTP_ADDR", "want host:port or :port, e.g. :8080"}
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return &Error{"METRICS_ADDR", "want host:port or :port, e.g. 127.0.0.1:9101"}
+		}
+	}
+	return nil
+}
+
+// loadSecrets checks the api's token and secret (need.Web).
+func loadSecrets(c *Config, get func(string) string, need Need) error {
+	if need.Web {
+		if c.AdminToken == "" {
+			return &Error{"ADMIN_TOKEN", "required: the bearer token admins use"}
+		}
+		if len(c.AdminToken) < 12 {
+			return &Error{"ADMIN_TOKEN", "too short: use at least 12 characters"}
+		}
+		if len(c.SessionSecret) < 32 {
+			return &Error{"SESSION_SECRET", "required: at least 32 random characters"}
+		}
+		if published(c.AdminToken) {
+			return &Error{"ADMIN_TOKEN", "is an example from the docs; use a random one (openssl rand -hex 24)"}
+		}
+		if published(c.SessionSecret) {
+			return &Error{"SESSION_SECRET", "is an example from the docs; use a random one (openssl rand -hex 32)"}
+		}
+	}
+	return nil
+}
+
+// loadStorage reads STORAGE_DIR, STORAGE_URL and the S3 settings.
+func loadStorage(c *Config, get func(string) string, need Need) error {
+	if c.StorageDir == "" {
+		c.StorageDir = "./.data/files"
+	}
+	if c.StorageURL != "" {
+		if u, err := url.Parse(c.StorageURL); err != nil || u.Scheme != "s3" || u.Host == "" {
+			return &Error{"STORAGE_URL", "want s3://bucket/prefix, or empty for STORAGE_DIR"}
+		}
+	}
+	c.S3 = S3{Endpoint: get("S3_ENDPOINT"), AccessKeyID: get("AWS_ACCESS_KEY_ID"), SecretAccessKey: get("AWS_SECRET_ACCESS_KEY"), Region: get("AWS_REGION")}
+	if v := get("S3_INSECURE"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return &Error{"S3_INSECURE", "want true or false"}
+		}
+		c.S3.Insecure = b
+	}
+	return nil
+}
+
+// loadSchedule reads the SCHEDULE_<JOB> overrides.
+func loadSchedule(c *Config, get func(string) string, need Need) error {
+	c.Schedule = map[string]string{}
+	for _, k := range ScheduleVars {
+		if v := get(k); v != "" {
+			c.Schedule[k] = v
+		}
+	}
+	return nil
+}
+
+// loadWorkers reads NOTIFY_WEBHOOK_URL, WORKER_CONCURRENCY and PARTITIONS.
+func loadWorkers(c *Config, get func(string) string, need Need) error {
+	if c.NotifyWebhookURL != "" {
+		if u, err := url.Parse(c.NotifyWebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return &Error{"NOTIFY_WEBHOOK_URL", "want an http:// or https:// URL, or empty for the log"}
+		}
+	}
+	c.WorkerConcurrency = 10
+	if v := get("WORKER_CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return &Error{"WORKER_CONCURRENCY", "want a whole number from 1 to 1000"}
+		}
+		c.WorkerConcurrency = n
+	}
+	switch v := get("PARTITIONS"); v {
+	case "", "auto":
+	default:
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1024 {
+			return &Error{"PARTITIONS", "want auto or a whole number from 1 to 1024"}
+		}
+		c.Partitions = n
+	}
+	return nil
+}
+
+// loadLogging reads LOG_LEVEL and LOG_FORMAT.
+func loadLogging(c *Config, get func(string) string, need Need) error {
+	c.LogLevel = slog.LevelInfo
+	if v := get("LOG_LEVEL"); v != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			return &Error{"LOG_LEVEL", "want debug, info, warn or error"}
+		}
+	}
+	switch c.LogFormat {
+	case "", "json", "text":
+	default:
+		return &Error{"LOG_FORMAT", "want json or text"}
+	}
+	return nil
 }
 
 // loadWeb reads the api's security settings.

@@ -284,6 +284,11 @@ func jobsStatus(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(d)
 	}
+	return printExecution(stdout, d)
+}
+
+// printExecution writes an execution as `jobs status` shows it.
+func printExecution(stdout io.Writer, d *batch.ExecutionDetail) error {
 	fmt.Fprintf(stdout, "execution %d of %s (instance %d): %s %s\n", d.JobExecutionID, d.JobName, d.JobInstanceID, d.Status, d.ExitCode)
 	if d.ExitMessage != "" {
 		fmt.Fprintf(stdout, "  message: %s\n", d.ExitMessage)

@@ -57,11 +57,7 @@ type System struct {
 func Open(ctx context.Context, cfg config.Config, log *slog.Logger, appName string) (*System, error) {
 	s := &System{Config: cfg, Logger: log, Metrics: prometheus.NewRegistry()}
 	if cfg.Tracing {
-		process := "worker" // a worker's sessions are named by its worker id
-		if p, ok := strings.CutPrefix(appName, "passbatch-"); ok {
-			process = p
-		}
-		stop, err := tracing.Setup(ctx, process)
+		stop, err := tracing.Setup(ctx, processName(appName))
 		if err != nil {
 			return nil, err
 		}
@@ -116,6 +112,15 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, appName stri
 	s.Engine = batch.New(db, s.Client, s.Registry, batch.Options{Logger: log, Metrics: batch.NewMetrics(s.Metrics),
 		MaxRetry: cfg.Fleet.TaskMaxRetry, Partitions: sizer})
 	return s, nil
+}
+
+// processName is the process kind in appName ("passbatch-api" → "api");
+// a worker's sessions are named by its worker id.
+func processName(appName string) string {
+	if p, ok := strings.CutPrefix(appName, "passbatch-"); ok {
+		return p
+	}
+	return "worker"
 }
 
 // ProcessCollectors are the collectors every process registers: the Go
