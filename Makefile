@@ -17,13 +17,15 @@ services:
 dev: build services
 	source .data/env && export COOKIE_SECURE=false && bin/ptctl migrate && bin/ptctl seed --if-empty && exec scripts/run-dev.sh
 
-# Headless Chromium and Korean fonts for the browser tests; a failed install
-# only skips them.
+# Headless Chromium and Korean fonts for the browser tests, headless
+# LibreOffice Calc for the test that opens an export in it; a failed
+# install only skips them.
 browser:
-	@{ command -v chromium >/dev/null && [ -d /usr/share/fonts/opentype/noto ]; } || { [ "$$(id -u)" = 0 ] && \
+	@{ command -v chromium >/dev/null && command -v soffice >/dev/null && [ -d /usr/share/fonts/opentype/noto ]; } || { [ "$$(id -u)" = 0 ] && \
 		(apt-get -o DPkg::Lock::Timeout=600 update -qq && \
-		 DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium fonts-noto-cjk >/dev/null) ; } || \
-		echo "make: warning: chromium is not installed; the browser tests will be skipped"
+		 DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium fonts-noto-cjk >/dev/null && \
+		 DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends libreoffice-calc-nogui >/dev/null) ; } || \
+		echo "make: warning: chromium or LibreOffice is not installed; the tests that need them will be skipped"
 
 test: services browser
 	source .data/env && DATABASE_URL=$$TEST_DATABASE_URL REDIS_URL=$$TEST_REDIS_URL \

@@ -1,0 +1,222 @@
+package workbook
+
+import (
+	"compress/flate"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Style indexes of the workbook's styles.xml.
+const (
+	styleHeader = 1 // bold
+	styleTime   = 2 // yyyy-mm-dd hh:mm:ss
+)
+
+// Segment describes a run of sheet rows stored as a raw deflate stream that
+// ends on a sync flush (no final block), so segments concatenate into one
+// valid stream.
+type Segment struct {
+	Rows       int64  // <row> elements
+	Size       int64  // uncompressed bytes
+	CRC        uint32 // CRC-32 (IEEE) of the uncompressed bytes
+	Compressed int64  // deflate bytes
+}
+
+// RowWriter writes SpreadsheetML rows (no r attributes, inline strings, so
+// a run of rows fits anywhere in a sheet) into a deflate segment.
+type RowWriter struct {
+	out  countWriter
+	zw   *flate.Writer
+	crc  uint32
+	size int64
+	rows int64
+	buf  []byte
+	err  error
+}
+
+// NewRowWriter writes a segment to w at the given flate level
+// (flate.BestSpeed is what exports use).
+func NewRowWriter(w io.Writer, level int) (*RowWriter, error) {
+	rw := &RowWriter{out: countWriter{w: w}}
+	zw, err := flate.NewWriter(&rw.out, level)
+	if err != nil {
+		return nil, fmt.Errorf("row writer: %w", err)
+	}
+	rw.zw = zw
+	return rw, nil
+}
+
+// StartRow begins a row.
+func (rw *RowWriter) StartRow() { rw.buf = append(rw.buf, "<row>"...) }
+
+// EndRow ends a row and passes it to the compressor.
+func (rw *RowWriter) EndRow() {
+	rw.buf = append(rw.buf, "</row>"...)
+	rw.rows++
+	if len(rw.buf) >= 32<<10 {
+		rw.flushBuf()
+	}
+}
+
+// Empty writes an empty cell, which keeps the next cells in their columns.
+func (rw *RowWriter) Empty() { rw.buf = append(rw.buf, "<c/>"...) }
+
+// Int writes a number cell.
+func (rw *RowWriter) Int(n int64) {
+	rw.buf = append(rw.buf, "<c><v>"...)
+	rw.buf = strconv.AppendInt(rw.buf, n, 10)
+	rw.buf = append(rw.buf, "</v></c>"...)
+}
+
+// Bool writes a TRUE/FALSE cell.
+func (rw *RowWriter) Bool(b bool) {
+	if b {
+		rw.buf = append(rw.buf, `<c t="b"><v>1</v></c>`...)
+	} else {
+		rw.buf = append(rw.buf, `<c t="b"><v>0</v></c>`...)
+	}
+}
+
+// Time writes t's wall clock (in t's location) as a date cell. Excel dates
+// have no zone, so callers pick the location the reader expects.
+func (rw *RowWriter) Time(t time.Time) {
+	rw.buf = append(rw.buf, `<c s="2"><v>`...)
+	rw.buf = strconv.AppendFloat(rw.buf, excelSerial(t), 'f', -1, 64)
+	rw.buf = append(rw.buf, "</v></c>"...)
+}
+
+// Text writes an inline string cell.
+func (rw *RowWriter) Text(s string) { rw.text(s, 0) }
+
+// header writes a bold inline string cell.
+func (rw *RowWriter) header(s string) { rw.text(s, styleHeader) }
+
+func (rw *RowWriter) text(s string, style int) {
+	rw.buf = append(rw.buf, `<c t="inlineStr"`...)
+	if style != 0 {
+		rw.buf = append(rw.buf, ` s="`...)
+		rw.buf = strconv.AppendInt(rw.buf, int64(style), 10)
+		rw.buf = append(rw.buf, '"')
+	}
+	if s != "" && (s[0] == ' ' || s[len(s)-1] == ' ' || s[0] == '\t' || s[0] == '\n') {
+		rw.buf = append(rw.buf, `><is><t xml:space="preserve">`...)
+	} else {
+		rw.buf = append(rw.buf, `><is><t>`...)
+	}
+	rw.buf = appendEscaped(rw.buf, s)
+	rw.buf = append(rw.buf, "</t></is></c>"...)
+}
+
+// raw writes XML as it is (the sheet's fixed parts).
+func (rw *RowWriter) raw(s string) { rw.buf = append(rw.buf, s...) }
+
+func (rw *RowWriter) flushBuf() {
+	if rw.err != nil || len(rw.buf) == 0 {
+		rw.buf = rw.buf[:0]
+		return
+	}
+	rw.crc = crc32.Update(rw.crc, crc32.IEEETable, rw.buf)
+	rw.size += int64(len(rw.buf))
+	_, rw.err = rw.zw.Write(rw.buf)
+	rw.buf = rw.buf[:0]
+}
+
+// Finish ends the segment with a sync flush and says what it holds.
+func (rw *RowWriter) Finish() (Segment, error) {
+	rw.flushBuf()
+	if rw.err == nil {
+		rw.err = rw.zw.Flush()
+	}
+	if rw.err != nil {
+		return Segment{}, fmt.Errorf("write rows: %w", rw.err)
+	}
+	return Segment{Rows: rw.rows, Size: rw.size, CRC: rw.crc, Compressed: rw.out.n}, nil
+}
+
+// finishFinal ends the stream with its final block (the sheet's last
+// segment).
+func (rw *RowWriter) finishFinal() (Segment, error) {
+	rw.flushBuf()
+	if rw.err == nil {
+		rw.err = rw.zw.Close()
+	}
+	if rw.err != nil {
+		return Segment{}, fmt.Errorf("write rows: %w", rw.err)
+	}
+	return Segment{Rows: rw.rows, Size: rw.size, CRC: rw.crc, Compressed: rw.out.n}, nil
+}
+
+// excelEpoch is day 0 of Excel's 1900 date system (as Excel counts it,
+// with its phantom 1900-02-29).
+var excelEpoch = time.Date(1899, 12, 30, 0, 0, 0, 0, time.UTC)
+
+// excelSerial is t's wall clock as days since excelEpoch.
+func excelSerial(t time.Time) float64 {
+	wall := time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
+	d := wall.Sub(excelEpoch)
+	days := d / (24 * time.Hour)
+	rest := d % (24 * time.Hour)
+	return float64(days) + float64(rest)/float64(24*time.Hour)
+}
+
+// appendEscaped appends s as XML text: &, < and > escaped, characters XML
+// 1.0 cannot hold (control characters other than tab, LF and CR, invalid
+// UTF-8) replaced by U+FFFD.
+func appendEscaped(b []byte, s string) []byte {
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c < utf8.RuneSelf && c != '&' && c != '<' && c != '>' {
+			i++
+			continue
+		}
+		var repl string
+		width := 1
+		switch {
+		case c == '&':
+			repl = "&amp;"
+		case c == '<':
+			repl = "&lt;"
+		case c == '>':
+			repl = "&gt;"
+		case c == '\t' || c == '\n':
+			i++
+			continue
+		case c == '\r':
+			repl = "&#13;"
+		case c < 0x20:
+			repl = "\uFFFD"
+		default:
+			r, w := utf8.DecodeRuneInString(s[i:])
+			if r != utf8.RuneError || w > 1 {
+				if r == 0xFFFE || r == 0xFFFF {
+					repl, width = "\uFFFD", w
+					break
+				}
+				i += w
+				continue
+			}
+			repl = "\uFFFD"
+		}
+		b = append(b, s[start:i]...)
+		b = append(b, repl...)
+		i += width
+		start = i
+	}
+	return append(b, s[start:]...)
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
