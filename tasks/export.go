@@ -1,9 +1,7 @@
 package tasks
 
 import (
-	"bytes"
 	"context"
-	"encoding/csv"
 	"fmt"
 	"sync"
 	"time"
@@ -14,7 +12,6 @@ import (
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/models"
 	"github.com/passbatch/passbatch/notify"
-	"github.com/passbatch/passbatch/storage"
 )
 
 // JobExport produces an export's file.
@@ -30,9 +27,10 @@ const ExportRetention = 7 * 24 * time.Hour
 const xlsxMaxRows = 1_048_576
 
 // ExportJob declares export: count → parts (partitioned: each chunk's rows
-// become one CSV part file, named by its partition and first key, so a
-// redone chunk rewrites its own part) → merge (the parts in key order into
-// one CSV, or XLSX streamed with sheets of at most 1,048,575 rows; stored
+// become one part file in the final encoding, CSV text or deflated
+// SpreadsheetML rows, named by its partition and first key, so a redone
+// chunk rewrites its own part) → merge (a copy of the parts in key order
+// into one CSV, or one XLSX with sheets of at most 1,048,575 rows; stored
 // with size and SHA-256; parts deleted). An after-job listener marks the
 // export COMPLETED or FAILED with the reason, once. Restarting a failed
 // export resumes from its finished partitions.
@@ -135,13 +133,14 @@ func countExport(ctx context.Context, tx bun.Tx, sc *batch.StepContext) (batch.R
 	return batch.Finished, nil
 }
 
-// exportParts is the partitioned step: each chunk's rows become one CSV
-// part file, stored outside the chunk transaction; one that cannot be
+// exportParts is the partitioned step: each chunk's rows become one part
+// file, stored outside the chunk transaction; one that cannot be
 // stored (storage down, disk full) is retried in place a few times before
 // the step fails, and a restart then resumes from the finished partitions.
 func exportParts(d Deps) batch.ChunkStep[exportRow, exportRow] {
+	cache := &exportCache{}
 	return batch.ChunkStep[exportRow, exportRow]{
-		Reader: exportReader{cache: &exportCache{}},
+		Reader: exportReader{cache: cache},
 		Partitioner: func(ctx context.Context, db bun.IDB, sc *batch.StepContext) ([]batch.Range, error) {
 			_, k, f, err := loadExport(ctx, db, sc)
 			if err != nil {
@@ -154,7 +153,11 @@ func exportParts(d Deps) batch.ChunkStep[exportRow, exportRow] {
 		ChunkSize: 5000,
 		Retry:     batch.RetryPolicy{Limit: 3},
 		Emit: func(ctx context.Context, sc *batch.StepContext, rows []exportRow) error {
-			return storePart(ctx, d.Store, sc, rows)
+			x, err := cache.get(ctx, d.DB, sc)
+			if err != nil {
+				return err
+			}
+			return storePart(ctx, d.Store, sc, x.export.Format, x.kind, rows)
 		},
 		Writer: func(ctx context.Context, tx bun.Tx, sc *batch.StepContext, rows []exportRow) error {
 			id, _ := sc.Params.Int(ParamExportID, 0)
@@ -162,23 +165,6 @@ func exportParts(d Deps) batch.ChunkStep[exportRow, exportRow] {
 			return err
 		},
 	}
-}
-
-// storePart writes a chunk's rows as a CSV part, named by where the chunk
-// starts, so a redone chunk rewrites its own part whatever rows it finds.
-func storePart(ctx context.Context, store storage.Store, sc *batch.StepContext, rows []exportRow) error {
-	var buf bytes.Buffer
-	w := csv.NewWriter(&buf)
-	for _, r := range rows {
-		if err := w.Write(r.Cells); err != nil {
-			return err
-		}
-	}
-	w.Flush()
-	id, _ := sc.Params.Int(ParamExportID, 0)
-	key := fmt.Sprintf("exports/%d/parts/%s/%020d.csv", id, partName(sc), uint64(sc.ChunkStart)^(1<<63))
-	_, err := store.Put(ctx, key, &buf)
-	return err
 }
 
 // mergeStep joins the parts into the export's file.

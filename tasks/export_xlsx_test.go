@@ -26,15 +26,15 @@ func TestMergeXLSXRollsOverSheets(t *testing.T) {
 	start := time.Date(2026, 11, 24, 1, 0, 0, 0, time.UTC) // 10:00 in Seoul
 	var want [][]string
 	for p := 0; p < 3; p++ { // three parts of 8 rows: 24 rows
-		var part strings.Builder
+		var part [][]string
 		for i := 0; i < 8; i++ {
 			id := p*8 + i + 1
 			at := start.Add(time.Duration(id) * time.Hour).Format(time.RFC3339)
 			rec := []string{fmt.Sprint(id), "7", "김민지", "3", "COMPLETED", "true", "false", at, at, ""}
-			part.WriteString(strings.Join(rec, ",") + "\n")
+			part = append(part, rec)
 			want = append(want, rec)
 		}
-		if _, err := store.Put(ctx, fmt.Sprintf("exports/1/parts/%02d/0.csv", p), strings.NewReader(part.String())); err != nil {
+		if err := writePart(ctx, store, fmt.Sprintf("exports/1/parts/%02d/0.part", p), "xlsx", k, part); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -87,8 +87,8 @@ func TestMergeXLSXRollsOverSheets(t *testing.T) {
 }
 
 // BenchmarkMergeXLSX measures the XLSX merge alone (the export's serial
-// tail) on 100k booking rows from local part files; compare with
-// BenchmarkMergeCSV on the same parts.
+// tail, now a copy of the parts' deflate bytes) on 100k booking rows from
+// local part files; compare with BenchmarkMergeCSV on the same rows.
 func BenchmarkMergeXLSX(b *testing.B) { benchmarkMerge(b, "xlsx") }
 
 // BenchmarkMergeCSV is BenchmarkMergeXLSX's baseline: the same parts to CSV.
@@ -102,19 +102,19 @@ func benchmarkMerge(b *testing.B, format string) {
 	}
 	const rows, perPart = 100_000, 5_000
 	start := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	k := exportKinds["bookings"]
 	for p := 0; p < rows/perPart; p++ {
-		var part strings.Builder
+		part := make([][]string, perPart)
 		for i := 0; i < perPart; i++ {
 			id := p*perPart + i + 1
 			at := start.Add(time.Duration(id) * time.Minute).Format(time.RFC3339)
-			fmt.Fprintf(&part, "%d,%d,회원%d,%d,COMPLETED,%v,false,%s,%s,\n", id, id%1000, id%1000, id%500, id%3 == 0, at, at)
+			part[i] = []string{fmt.Sprint(id), fmt.Sprint(id % 1000), fmt.Sprintf("회원%d", id%1000), fmt.Sprint(id % 500), "COMPLETED", fmt.Sprint(id%3 == 0), "false", at, at, ""}
 		}
-		if _, err := store.Put(ctx, fmt.Sprintf("p/%04d.csv", p), strings.NewReader(part.String())); err != nil {
+		if err := writePart(ctx, store, fmt.Sprintf("p/%04d.part", p), format, k, part); err != nil {
 			b.Fatal(err)
 		}
 	}
 	parts, _ := store.List(ctx, "p/")
-	k := exportKinds["bookings"]
 	var out countingWriter
 	b.ResetTimer()
 	for b.Loop() {

@@ -1,0 +1,208 @@
+package tasks
+
+// Export part files: each chunk's rows, already in the export's final form
+// (CSV text, or SpreadsheetML rows deflated), so the merge only copies.
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"encoding/binary"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/passbatch/passbatch/batch"
+	"github.com/passbatch/passbatch/internal/workbook"
+	"github.com/passbatch/passbatch/models"
+	"github.com/passbatch/passbatch/storage"
+)
+
+// A part file is a 32-byte header, then the payload:
+//
+//	"PBP1" | rows uint64 | uncompressed size uint64 | CRC-32 uint32 | payload length uint64
+//
+// (big-endian). A CSV payload is the rows' CSV (formulas defused, no
+// header); an XLSX payload is a workbook.Segment's deflate bytes.
+const partHeaderLen = 32
+
+var partMagic = []byte("PBP1")
+
+// errBadPart reports a part file the merge cannot use.
+var errBadPart = errors.New("export: bad part file")
+
+// partHeader describes a part file's payload.
+type partHeader struct {
+	rows, size int64
+	crc        uint32
+	payload    int64
+}
+
+func (h partHeader) encode() []byte {
+	b := make([]byte, partHeaderLen)
+	copy(b, partMagic)
+	binary.BigEndian.PutUint64(b[4:], uint64(h.rows))
+	binary.BigEndian.PutUint64(b[12:], uint64(h.size))
+	binary.BigEndian.PutUint32(b[20:], h.crc)
+	binary.BigEndian.PutUint64(b[24:], uint64(h.payload))
+	return b
+}
+
+func decodePartHeader(b []byte) (partHeader, error) {
+	if len(b) != partHeaderLen || !bytes.Equal(b[:4], partMagic) {
+		return partHeader{}, fmt.Errorf("%w: no PBP1 header", errBadPart)
+	}
+	return partHeader{rows: int64(binary.BigEndian.Uint64(b[4:])), size: int64(binary.BigEndian.Uint64(b[12:])),
+		crc: binary.BigEndian.Uint32(b[20:]), payload: int64(binary.BigEndian.Uint64(b[24:]))}, nil
+}
+
+// storePart writes a chunk's rows as a part, named by where its partition
+// and the chunk start, so a redone chunk rewrites its own part whatever
+// rows it finds.
+func storePart(ctx context.Context, store storage.Store, sc *batch.StepContext, format string, k exportKind, rows []exportRow) error {
+	cells := make([][]string, len(rows))
+	for i, r := range rows {
+		cells[i] = r.Cells
+	}
+	id, _ := sc.Params.Int(ParamExportID, 0)
+	key := fmt.Sprintf("exports/%d/parts/%s/%020d.part", id, partName(sc), uint64(sc.ChunkStart)^(1<<63))
+	return writePart(ctx, store, key, format, k, cells)
+}
+
+// writePart stores rows (cells as the kind's query gives them) as a part
+// in the export's format.
+func writePart(ctx context.Context, store storage.Store, key, format string, k exportKind, rows [][]string) error {
+	var payload bytes.Buffer
+	var h partHeader
+	if format == "xlsx" {
+		seg, err := xlsxRows(&payload, k, rows)
+		if err != nil {
+			return err
+		}
+		h = partHeader{rows: seg.Rows, size: seg.Size, crc: seg.CRC, payload: seg.Compressed}
+	} else {
+		w := csv.NewWriter(&payload)
+		for _, rec := range rows {
+			if err := w.Write(defuseFormulas(rec, k.types)); err != nil {
+				return err
+			}
+		}
+		w.Flush()
+		if err := w.Error(); err != nil {
+			return err
+		}
+		n := int64(payload.Len())
+		h = partHeader{rows: int64(len(rows)), size: n, crc: crc32.ChecksumIEEE(payload.Bytes()), payload: n}
+	}
+	_, err := store.Put(ctx, key, io.MultiReader(bytes.NewReader(h.encode()), &payload))
+	return err
+}
+
+// xlsxRows writes rows as typed SpreadsheetML cells into a deflate segment.
+// Excel cells have no time zone, so times are the gym's wall clock
+// (Asia/Seoul) and their headers say so; CSV keeps RFC 3339 instants.
+func xlsxRows(w io.Writer, k exportKind, rows [][]string) (workbook.Segment, error) {
+	rw, err := workbook.NewRowWriter(w, flate.BestSpeed)
+	if err != nil {
+		return workbook.Segment{}, err
+	}
+	for _, rec := range rows {
+		rw.StartRow()
+		for i, v := range rec {
+			xlsxCell(rw, k.types[i], v)
+		}
+		rw.EndRow()
+	}
+	return rw.Finish()
+}
+
+func xlsxCell(rw *workbook.RowWriter, typ, v string) {
+	if v == "" {
+		rw.Empty()
+		return
+	}
+	switch typ {
+	case "int":
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			rw.Int(n)
+			return
+		}
+	case "bool":
+		rw.Bool(v == "true")
+		return
+	case "time":
+		if t, err := time.Parse(time.RFC3339, v); err == nil {
+			rw.Time(t.In(models.Seoul))
+			return
+		}
+	}
+	rw.Text(v)
+}
+
+// defuseFormulas prefixes with ' every text cell a spreadsheet would take
+// for a formula (starting with =, +, -, @, a tab or a CR), so a member
+// named "=HYPERLINK(…)" is shown, not run, when an admin opens the CSV.
+// Numbers and times are left alone. XLSX cells are typed and need no such
+// care.
+func defuseFormulas(rec, types []string) []string {
+	for i, v := range rec {
+		if i < len(types) && types[i] == "text" && v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
+			rec[i] = "'" + v
+		}
+	}
+	return rec
+}
+
+// storedPart is a part file found by the merge, with its header.
+type storedPart struct {
+	key string
+	partHeader
+}
+
+// readPartHeaders reads each part's header, checking it against the
+// file's size.
+func readPartHeaders(ctx context.Context, store storage.Store, infos []storage.Info) ([]storedPart, error) {
+	parts := make([]storedPart, 0, len(infos))
+	for _, info := range infos {
+		f, err := store.Open(ctx, info.Key)
+		if err != nil {
+			return nil, err
+		}
+		b := make([]byte, partHeaderLen)
+		_, err = io.ReadFull(f, b)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", errBadPart, info.Key, err)
+		}
+		h, err := decodePartHeader(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", info.Key, err)
+		}
+		if h.payload != info.Size-partHeaderLen {
+			return nil, fmt.Errorf("%w: %s holds %d payload bytes, its header says %d", errBadPart, info.Key, info.Size-partHeaderLen, h.payload)
+		}
+		parts = append(parts, storedPart{info.Key, h})
+	}
+	return parts, nil
+}
+
+// openPayload opens a part's payload (the file past its header).
+func openPayload(ctx context.Context, store storage.Store, p storedPart) (io.ReadCloser, error) {
+	f, err := store.Open(ctx, p.key)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Seek(partHeaderLen, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open part %s: %w", p.key, err)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.LimitReader(f, p.payload), f}, nil
+}
