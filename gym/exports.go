@@ -57,6 +57,9 @@ func (s *Service) Exports(ctx context.Context, p Page) ([]Export, error) {
 	if err := q.Scan(ctx); err != nil {
 		return nil, fmt.Errorf("list exports: %w", err)
 	}
+	if err := tasks.FillWrittenRows(ctx, s.DB, rows); err != nil {
+		return nil, err
+	}
 	out := make([]Export, len(rows))
 	for i, e := range rows {
 		out[i] = exportOf(e)
@@ -74,7 +77,11 @@ func (s *Service) Export(ctx context.Context, id int64) (Export, error) {
 	if err != nil {
 		return Export{}, fmt.Errorf("load export %d: %w", id, err)
 	}
-	return exportOf(e), nil
+	es := []models.Export{e}
+	if err := tasks.FillWrittenRows(ctx, s.DB, es); err != nil {
+		return Export{}, err
+	}
+	return exportOf(es[0]), nil
 }
 
 // OpenExport opens the file of a COMPLETED export (ErrConflict before);

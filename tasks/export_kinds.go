@@ -19,7 +19,7 @@ type exportKind struct {
 	table    string // keyset table alias
 	columns  []string
 	types    []string // text, int, time, bool: how XLSX writes a cell
-	cells    string   // SQL array of the row's cells as text
+	cells    string   // SQL list of the row's cells as text, in column order
 	from     string   // FROM … (with joins)
 	timeCol  string   // what from/to filter
 	statuses []string
@@ -35,9 +35,9 @@ var exportKinds = map[string]exportKind{
 		table:   "b",
 		columns: []string{"id", "user_id", "user_name", "pass_id", "status", "attended", "used_pass", "started_at", "ended_at", "cancelled_at"},
 		types:   []string{"int", "int", "text", "int", "text", "bool", "bool", "time", "time", "time"},
-		cells: `ARRAY[b.id::text, b.user_id::text, u.name, b.pass_id::text, b.status, b.attended::text, b.used_pass::text,
+		cells: `b.id::text, b.user_id::text, u.name, b.pass_id::text, b.status, b.attended::text, b.used_pass::text,
 			` + utcText("b.started_at") + `, ` + utcText("b.ended_at") + `,
-			` + utcText("b.cancelled_at") + `]`,
+			` + utcText("b.cancelled_at"),
 		from:     "booking AS b JOIN users AS u ON u.id = b.user_id",
 		timeCol:  "b.started_at",
 		statuses: []string{models.BookingReady, models.BookingCompleted, models.BookingCancelled},
@@ -46,9 +46,9 @@ var exportKinds = map[string]exportKind{
 		table:   "p",
 		columns: []string{"id", "user_id", "user_name", "package", "status", "remaining_count", "started_at", "ended_at", "expired_at"},
 		types:   []string{"int", "int", "text", "text", "text", "int", "time", "time", "time"},
-		cells: `ARRAY[p.id::text, p.user_id::text, u.name, k.name, p.status, coalesce(p.remaining_count::text, ''),
+		cells: `p.id::text, p.user_id::text, u.name, k.name, p.status, coalesce(p.remaining_count::text, ''),
 			` + utcText("p.started_at") + `, ` + utcText("p.ended_at") + `,
-			` + utcText("p.expired_at") + `]`,
+			` + utcText("p.expired_at"),
 		from:     "pass AS p JOIN users AS u ON u.id = p.user_id JOIN package AS k ON k.id = p.package_id",
 		timeCol:  "p.started_at",
 		statuses: []string{models.PassReady, models.PassProgressed, models.PassExpired},
@@ -57,8 +57,8 @@ var exportKinds = map[string]exportKind{
 		table:   "s",
 		columns: []string{"statistics_at", "all_count", "attended_count", "cancelled_count"},
 		types:   []string{"time", "int", "int", "int"},
-		cells: `ARRAY[` + utcText("s.statistics_at") + `, s.all_count::text,
-			s.attended_count::text, s.cancelled_count::text]`,
+		cells: `` + utcText("s.statistics_at") + `, s.all_count::text,
+			s.attended_count::text, s.cancelled_count::text`,
 		from:    "statistics AS s",
 		timeCol: "s.statistics_at",
 	},
@@ -66,8 +66,8 @@ var exportKinds = map[string]exportKind{
 
 // exportRow is one row of an export: its key and its cells as text.
 type exportRow struct {
-	ID    int64    `bun:"id"`
-	Cells []string `bun:"cells,array"`
+	ID    int64
+	Cells []string
 }
 
 func loadExport(ctx context.Context, db bun.IDB, sc *batch.StepContext) (*models.Export, exportKind, ExportFilter, error) {

@@ -88,3 +88,27 @@ func TestExportLoadedOncePerPartition(t *testing.T) {
 		t.Fatalf("2 partitions × 5 chunks loaded the export %d times, want 2", c.loads)
 	}
 }
+
+// TestRunningExportProgress: a running export's written rows come from its
+// job's partitions (the export row is not written per chunk); a finished
+// one keeps its own.
+func TestRunningExportProgress(t *testing.T) {
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, `INSERT INTO batch_job_instance (job_instance_id, version, job_name, job_key) VALUES (1, 0, 'export', 'k');
+		INSERT INTO batch_job_execution (job_execution_id, version, job_instance_id, status, exit_code, exit_message) VALUES (7, 0, 1, 'STARTED', 'EXECUTING', '');
+		INSERT INTO batch_step_execution (step_execution_id, version, step_name, job_execution_id, status, exit_code, exit_message, write_count) VALUES
+			(1, 0, 'count', 7, 'COMPLETED', 'COMPLETED', '', 1), (2, 0, 'parts', 7, 'STARTED', 'EXECUTING', '', 0);
+		INSERT INTO batch_step_execution (step_execution_id, version, step_name, job_execution_id, parent_step_execution_id, partition_key, status, exit_code, exit_message, write_count) VALUES
+			(3, 0, 'parts', 7, 2, 'p0', 'COMPLETED', 'COMPLETED', '', 5000), (4, 0, 'parts', 7, 2, 'p1', 'STARTED', 'EXECUTING', '', 1234);`); err != nil {
+		t.Fatal(err)
+	}
+	je := int64(7)
+	es := []models.Export{{ID: 1, Status: models.ExportRunning, JobExecutionID: &je}, {ID: 2, Status: models.ExportCompleted, JobExecutionID: &je, WrittenRows: 42}}
+	if err := FillWrittenRows(ctx, db.DB, es); err != nil {
+		t.Fatal(err)
+	}
+	if es[0].WrittenRows != 6234 || es[1].WrittenRows != 42 {
+		t.Fatalf("written rows %d and %d, want 6234 (running, from its partitions) and 42 (completed, its own)", es[0].WrittenRows, es[1].WrittenRows)
+	}
+}

@@ -123,3 +123,35 @@ func RequestExport(ctx context.Context, db bun.IDB, r ExportRequest, by string, 
 	}
 	return &running, false, nil
 }
+
+// FillWrittenRows sets WrittenRows of the RUNNING exports in es from their
+// job's partitions (the rows of the chunks committed so far): the export
+// row itself is only written at the start and the end of its job.
+func FillWrittenRows(ctx context.Context, db bun.IDB, es []models.Export) error {
+	var ids []int64
+	for _, e := range es {
+		if e.Status == models.ExportRunning && e.JobExecutionID != nil {
+			ids = append(ids, *e.JobExecutionID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	var sums []struct {
+		JobExecutionID int64 `bun:"job_execution_id"`
+		Written        int64 `bun:"written"`
+	}
+	if err := db.NewRaw(`SELECT job_execution_id, sum(write_count) AS written FROM batch_step_execution
+		WHERE job_execution_id IN (?) AND step_name = 'parts' AND parent_step_execution_id IS NOT NULL GROUP BY job_execution_id`,
+		bun.In(ids)).Scan(ctx, &sums); err != nil {
+		return fmt.Errorf("export progress: %w", err)
+	}
+	for i := range es {
+		for _, s := range sums {
+			if es[i].Status == models.ExportRunning && es[i].JobExecutionID != nil && *es[i].JobExecutionID == s.JobExecutionID {
+				es[i].WrittenRows = s.Written
+			}
+		}
+	}
+	return nil
+}

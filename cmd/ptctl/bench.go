@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	apiBin := fs.String("api-bin", "bin/api", "the cmd/api binary (empty: skip the api load)")
 	sample := fs.Int("naive-sample", 20_000, "items for each one-task-per-item run")
 	notices := fs.Int("notices", 100_000, "classes starting in one minute for notify-before-class")
+	only := fs.String("only", "", "comma-separated scenarios to run ("+strings.Join(bench.Scenarios, ", ")+"); empty runs all")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -40,6 +42,16 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usageErr("bench: --workers wants numbers 1 to 64, e.g. 1,2,4")
 		}
 		ws = append(ws, n)
+	}
+	var scenarios []string
+	for _, f := range strings.Split(*only, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if !slices.Contains(bench.Scenarios, f) {
+			return usageErr("bench: --only: unknown scenario %q (known: %s)", f, strings.Join(bench.Scenarios, ", "))
+		}
+		scenarios = append(scenarios, f)
 	}
 	if *users < 1 || *bookings < 0 || *sample < 1 || *notices < 1 {
 		return usageErr("bench: sizes must be positive")
@@ -65,7 +77,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	rep, err := bench.Run(ctx, bench.Options{
 		DatabaseURL: cfg.DatabaseURL, RedisURL: cfg.RedisURL, Users: *users, Bookings: *bookings, Workers: ws,
-		WorkerBin: wb, APIBin: ab, SelfBin: self, NaiveSample: *sample, Notices: *notices, Progress: stderr,
+		WorkerBin: wb, APIBin: ab, SelfBin: self, NaiveSample: *sample, Notices: *notices, Progress: stderr, Only: scenarios,
 	})
 	if err != nil {
 		return err
