@@ -25,6 +25,9 @@ var (
 	// ErrFiltered is returned by a Processor to drop an item; it is counted in
 	// filter_count and not written.
 	ErrFiltered = errors.New("item filtered")
+	// ErrNotRestartable is returned when restarting (or launching again)
+	// an instance of a job that prevents restarts.
+	ErrNotRestartable = errors.New("job is not restartable")
 	// ErrInvalidParams wraps a job's parameter validation failure.
 	ErrInvalidParams = errors.New("invalid job parameters")
 	// errFenced means another delivery owns the step execution now.

@@ -2,6 +2,7 @@ package batch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -106,6 +107,8 @@ type ExecutionDetail struct {
 	Skipped []SkipRecord `json:"skipped"`
 	// Progress is partitions finished over partitions known, 0..1.
 	Progress float64 `json:"progress"`
+	// Transitions are the flow's transitions taken so far, as FlowPath.
+	Transitions []string `json:"transitions"`
 }
 
 // Execution returns the detail of execution id, or ErrNotFound.
@@ -123,6 +126,9 @@ func (e *Engine) Execution(ctx context.Context, id int64) (*ExecutionDetail, err
 		return nil, err
 	}
 	if err := e.stepDetails(ctx, d); err != nil {
+		return nil, err
+	}
+	if d.Transitions, err = e.FlowPath(ctx, id); err != nil && !errors.Is(err, ErrUnknownJob) {
 		return nil, err
 	}
 	if !Running(je.Status) {

@@ -14,46 +14,166 @@ type flowState struct {
 	running  bool     // some step is still running
 	failures []string // why steps failed
 	stopped  bool     // some step stopped or was abandoned
+	decide   *Decider // a decider due now
+	last     *StepExecution
+	end      *flowEnd // set when a transition (or the flow's end) ends the job
+	path     []string // the transitions taken, "a -[FAILED]-> recover"
 }
 
-// walkFlow reads the flow against the step executions so far: nodes run in
-// order; a node is done when every step of every branch completed, now or
-// in an earlier execution of the instance.
-func walkFlow(job *Job, steps map[string]*StepExecution, earlier map[string]bool) flowState {
+// flowEnd is how a walk ends the job.
+type flowEnd struct {
+	status    Status
+	exit, msg string
+}
+
+// outcome is how a node ended.
+type outcome struct {
+	status  Status
+	exit    string
+	msg     string
+	earlier bool // it ended in an earlier execution of the instance
+}
+
+// walkFlow reads the flow against the step executions so far, from the
+// first node: a node that ended (now, or COMPLETED in an earlier execution
+// of the instance) is routed by its exit status, through its matching
+// transition or the default (COMPLETED: the next untargeted node; FAILED
+// or STOPPED: the job ends so). The walk stops at the first node still to
+// run or running. The flow has no cycles (validateFlow).
+func walkFlow(job *Job, steps map[string]*StepExecution, earlier map[string]*StepExecution) flowState {
 	var st flowState
-	for _, node := range job.Flow {
-		nodeDone := true
-		for _, flow := range node.nodeSteps() {
-			for _, s := range flow {
-				if earlier[s.name] {
+	lastExit := ExitCompleted
+	for i := 0; i >= 0 && i < len(job.Flow); {
+		node := job.Flow[i]
+		out, ok := nodeOutcome(node, steps, earlier, &st)
+		if !ok {
+			return st
+		}
+		lastExit = out.exit
+		if t, ok := node.nodeRules().match(out.exit); ok {
+			st.path = append(st.path, fmt.Sprintf("%s -[%s]-> %s", node.nodeName(), out.exit, t.to))
+			switch t.to.kind {
+			case targetNode:
+				i = job.nodeIndex(t.to.name)
+				continue
+			case targetEnd:
+				st.end = &flowEnd{status: StatusCompleted, exit: t.to.exit}
+			case targetFail:
+				st.end = &flowEnd{status: StatusFailed, exit: ExitFailed, msg: fmt.Sprintf("%s ended %s: the flow fails the job", node.nodeName(), out.exit)}
+			case targetStop:
+				if out.earlier { // the restart after the stop: resume where it said
+					i = job.nodeIndex(t.to.name)
 					continue
 				}
-				se, ok := steps[s.name]
-				if !ok {
-					st.toStart = append(st.toStart, s.name)
-					nodeDone = false
-					break
-				}
-				if se.Status == StatusCompleted {
-					continue
-				}
-				nodeDone = false
-				switch {
-				case Running(se.Status):
-					st.running = true
-				case se.Status == StatusFailed:
-					st.failures = append(st.failures, fmt.Sprintf("step %s failed: %s", s.name, se.ExitMessage))
-				default: // STOPPED, ABANDONED
-					st.stopped = true
-				}
+				st.end = &flowEnd{status: StatusStopped, exit: ExitStopped, msg: fmt.Sprintf("%s ended %s: stopped; a restart begins at %s", node.nodeName(), out.exit, t.to.name)}
+			}
+			return st
+		}
+		switch out.status {
+		case StatusCompleted:
+			i = job.defaultNext(i)
+		case StatusFailed:
+			st.failures = append(st.failures, out.msg)
+			return st
+		default:
+			st.stopped = true
+			return st
+		}
+	}
+	st.end = &flowEnd{status: StatusCompleted, exit: lastExit}
+	return st
+}
+
+// nodeOutcome says how node ended, or (false) records in st what it waits
+// for: steps to start, running steps, a decision.
+func nodeOutcome(node Node, steps, earlier map[string]*StepExecution, st *flowState) (outcome, bool) {
+	switch n := node.(type) {
+	case *Decider:
+		se, ok := steps[n.name]
+		if !ok {
+			st.decide = n
+			return outcome{}, false
+		}
+		st.last = se
+		return outcome{status: StatusCompleted, exit: se.ExitCode}, true
+	case *Step:
+		return stepOutcome(n, steps, earlier, st)
+	case *Split:
+		return splitOutcome(n, steps, earlier, st)
+	}
+	return outcome{}, false
+}
+
+// stepOutcome is nodeOutcome for one step.
+func stepOutcome(s *Step, steps, earlier map[string]*StepExecution, st *flowState) (outcome, bool) {
+	if prev, ok := earlier[s.name]; ok && !s.allowStartIfComplete {
+		st.last = prev
+		return outcome{status: StatusCompleted, exit: prev.ExitCode, earlier: true}, true
+	}
+	se, ok := steps[s.name]
+	switch {
+	case !ok:
+		st.toStart = append(st.toStart, s.name)
+		return outcome{}, false
+	case Running(se.Status):
+		st.running = true
+		return outcome{}, false
+	}
+	st.last = se
+	out := outcome{status: se.Status, exit: se.ExitCode}
+	if se.Status == StatusFailed {
+		out.msg = fmt.Sprintf("step %s failed: %s", s.name, se.ExitMessage)
+	}
+	return out, true
+}
+
+// splitOutcome is nodeOutcome for a split: each branch runs its steps in
+// order; the split has ended when no branch is running and either every
+// branch completed or one failed or stopped (no further step starts then).
+// Its exit status is FAILED, STOPPED or COMPLETED, in that order.
+func splitOutcome(sp *Split, steps, earlier map[string]*StepExecution, st *flowState) (outcome, bool) {
+	var due []string
+	running, failed, stopped := false, []string(nil), false
+	for _, flow := range sp.Flows {
+		for _, s := range flow {
+			var bs flowState
+			out, ok := stepOutcome(s, steps, earlier, &bs)
+			if !ok {
+				due = append(due, bs.toStart...)
+				running = running || bs.running
+				break
+			}
+			if bs.last != nil {
+				st.last = bs.last
+			}
+			if out.status == StatusFailed {
+				failed = append(failed, out.msg)
+				break
+			}
+			if out.status != StatusCompleted {
+				stopped = true
 				break
 			}
 		}
-		if !nodeDone {
-			break
-		}
 	}
-	return st
+	switch {
+	case running:
+		st.running = true
+		st.failures = append(st.failures, failed...)
+		st.stopped = st.stopped || stopped
+		if len(failed) == 0 && !stopped {
+			st.toStart = append(st.toStart, due...)
+		}
+		return outcome{}, false
+	case len(failed) > 0:
+		return outcome{status: StatusFailed, exit: ExitFailed, msg: strings.Join(failed, "; ")}, true
+	case stopped:
+		return outcome{status: StatusStopped, exit: ExitStopped}, true
+	case len(due) > 0:
+		st.toStart = append(st.toStart, due...)
+		return outcome{}, false
+	}
+	return outcome{status: StatusCompleted, exit: ExitCompleted}, true
 }
 
 // advance moves a running execution along its flow. It is idempotent: it
@@ -71,7 +191,7 @@ func (e *Engine) advance(ctx context.Context, jeID int64) error {
 	}
 	job, err := e.reg.Job(je.Instance.JobName)
 	if err != nil {
-		return e.finishJob(ctx, jeID, StatusFailed, err.Error())
+		return e.finishJob(ctx, jeID, StatusFailed, ExitFailed, err.Error())
 	}
 	steps, err := topSteps(ctx, e.db, jeID)
 	if err != nil {
@@ -91,16 +211,63 @@ func (e *Engine) advance(ctx context.Context, jeID int64) error {
 		}
 		return nil
 	case len(st.failures) > 0:
-		return e.finishJob(ctx, jeID, StatusFailed, strings.Join(st.failures, "; "))
+		return e.finishJob(ctx, jeID, StatusFailed, ExitFailed, strings.Join(st.failures, "; "))
 	case st.stopped || je.Status == StatusStopping:
-		return e.finishJob(ctx, jeID, StatusStopped, "stopped")
-	case len(st.toStart) > 0 && je.Status == StatusStarting:
+		return e.finishJob(ctx, jeID, StatusStopped, ExitStopped, "stopped")
+	case st.end != nil:
+		return e.finishJob(ctx, jeID, st.end.status, st.end.exit, st.end.msg)
+	case je.Status == StatusStarting:
 		return e.enqueueJob(ctx, je)
-	case len(st.toStart) > 0:
-		return e.startSteps(ctx, je, st.toStart)
+	case st.decide != nil:
+		if err := e.decide(ctx, je, st.decide, st.last); err != nil {
+			return err
+		}
+		return e.advance(ctx, jeID)
 	default:
-		return e.finishJob(ctx, jeID, StatusCompleted, "")
+		return e.startSteps(ctx, je, st.toStart)
 	}
+}
+
+// decide runs a decider and records its choice as a COMPLETED step
+// execution named after it; the first recorded choice wins, so concurrent
+// advances route the same way.
+func (e *Engine) decide(ctx context.Context, je *JobExecution, d *Decider, last *StepExecution) error {
+	exit, err := d.decide(ctx, e.db, je, last)
+	if err != nil {
+		return e.finishJob(ctx, je.JobExecutionID, StatusFailed, ExitFailed, fmt.Sprintf("decider %s: %v", d.name, err))
+	}
+	if exit == "" {
+		exit = ExitCompleted
+	}
+	se := &StepExecution{StepName: d.name, JobExecutionID: je.JobExecutionID, Status: StatusCompleted, ExitCode: truncate(exit, 2500), ExitMessage: "decided"}
+	if _, err := e.db.NewInsert().Model(se).Value("start_time", "clock_timestamp()").Value("end_time", "clock_timestamp()").
+		On("CONFLICT (job_execution_id, step_name) WHERE parent_step_execution_id IS NULL DO NOTHING").Exec(ctx); err != nil {
+		return fmt.Errorf("record decider %s: %w", d.name, err)
+	}
+	e.log.InfoContext(ctx, "decided", "job", je.Instance.JobName, "job_execution_id", je.JobExecutionID, "decider", d.name, "exit_status", exit)
+	return nil
+}
+
+// FlowPath lists the transitions an execution's flow has taken so far,
+// "load -[FAILED]-> recover", for the jobs page and ptctl.
+func (e *Engine) FlowPath(ctx context.Context, jeID int64) ([]string, error) {
+	je, err := loadJobExecution(ctx, e.db, jeID)
+	if err != nil {
+		return nil, err
+	}
+	job, err := e.reg.Job(je.Instance.JobName)
+	if err != nil {
+		return nil, err
+	}
+	steps, err := topSteps(ctx, e.db, jeID)
+	if err != nil {
+		return nil, err
+	}
+	earlier, err := completedEarlier(ctx, e.db, je.JobInstanceID, jeID)
+	if err != nil {
+		return nil, err
+	}
+	return walkFlow(job, steps, earlier).path, nil
 }
 
 // startSteps enqueues the step tasks of steps, which have no execution yet.
@@ -116,13 +283,13 @@ func (e *Engine) startSteps(ctx context.Context, je *JobExecution, steps []strin
 // finishJob ends a running execution once: the status guard lets one caller
 // through, and the after-job listeners run in that caller's transaction;
 // AfterJobCommitted listeners run after it commits.
-func (e *Engine) finishJob(ctx context.Context, jeID int64, status Status, msg string) error {
+func (e *Engine) finishJob(ctx context.Context, jeID int64, status Status, exit, msg string) error {
 	var ended *JobExecution
 	var job *Job
 	var params Params
 	err := e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		res, err := tx.NewUpdate().Model((*JobExecution)(nil)).
-			Set("status = ?", status).Set("exit_code = ?", exitCodeFor(status)).Set("exit_message = ?", truncate(msg, 10000)).
+			Set("status = ?", status).Set("exit_code = ?", truncate(exit, 2500)).Set("exit_message = ?", truncate(msg, 10000)).
 			Set("end_time = clock_timestamp()").Set("start_time = coalesce(start_time, clock_timestamp())").
 			Set("version = version + 1").Set("last_updated = clock_timestamp()").
 			Where("job_execution_id = ? AND status IN (?, ?, ?)", jeID, StatusStarting, StatusStarted, StatusStopping).Exec(ctx)

@@ -119,7 +119,7 @@ func (e *Engine) handleStep(ctx context.Context, t *asynq.Task) error {
 	if env.je.Status != StatusStarted {
 		return e.advance(ctx, p.JobExecutionID)
 	}
-	se, err := e.ensureStep(ctx, p.JobExecutionID, p.Step)
+	se, err := e.ensureStep(ctx, env, p.Step)
 	if err != nil {
 		return err
 	}
@@ -136,8 +136,24 @@ func (e *Engine) handleStep(ctx context.Context, t *asynq.Task) error {
 }
 
 // ensureStep creates the top-level execution of step once and returns it.
-func (e *Engine) ensureStep(ctx context.Context, jeID int64, step string) (*StepExecution, error) {
+// A step past its start limit is created FAILED, with the reason.
+func (e *Engine) ensureStep(ctx context.Context, env *stepEnv, step string) (*StepExecution, error) {
+	jeID := env.je.JobExecutionID
 	se := &StepExecution{StepName: step, JobExecutionID: jeID, Status: StatusStarting, ExitCode: ExitExecuting}
+	if limit := env.step.startLimit; limit > 0 {
+		started, err := e.db.NewSelect().Model((*StepExecution)(nil)).
+			Join("JOIN batch_job_execution AS j ON j.job_execution_id = step_execution.job_execution_id").
+			Where("j.job_instance_id = ? AND j.job_execution_id < ?", env.je.JobInstanceID, jeID).
+			Where("step_execution.step_name = ? AND step_execution.parent_step_execution_id IS NULL", step).Count(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("count the starts of step %s: %w", step, err)
+		}
+		if int64(started) >= int64(limit) {
+			now := e.now()
+			se.Status, se.ExitCode, se.StartTime, se.EndTime = StatusFailed, ExitFailed, &now, &now
+			se.ExitMessage = fmt.Sprintf("start limit exceeded: step %s may start %d times in instance %d and has started %d", step, limit, env.je.JobInstanceID, started)
+		}
+	}
 	if _, err := e.db.NewInsert().Model(se).
 		On("CONFLICT (job_execution_id, step_name) WHERE parent_step_execution_id IS NULL DO NOTHING").Exec(ctx); err != nil {
 		return nil, fmt.Errorf("create step execution %s: %w", step, err)

@@ -15,8 +15,18 @@ type Job struct {
 	Name string
 	// Description is shown to operators.
 	Description string
-	// Flow is run in order; each element is a *Step or a *Split.
+	// Flow is run in order; each element is a *Step, a *Split or a
+	// *Decider. Transitions (Step.On…) route it by exit status; see To.
 	Flow []Node
+	// PreventRestart makes a FAILED or STOPPED execution final: a restart
+	// or a launch of its instance returns ErrNotRestartable (Spring's
+	// preventRestart()).
+	PreventRestart bool
+	// Parameters, when set, declares the job's parameters: a launch with
+	// an unknown key, a value of the wrong type, or without a required
+	// key returns ErrInvalidParams before any instance is created.
+	// run.at, run.id and partitions are always known.
+	Parameters []ParamSpec
 	// Listeners run before and after every execution, once each.
 	Listeners []JobListener
 	// Prepare completes and checks parameters before an execution is created
@@ -24,11 +34,19 @@ type Job struct {
 	Prepare func(p Params, now time.Time) (Params, error)
 }
 
-// Node is an element of a job's flow: a *Step or a *Split.
-type Node interface{ nodeSteps() [][]*Step }
+// Node is an element of a job's flow: a *Step, a *Split or a *Decider.
+type Node interface {
+	nodeSteps() [][]*Step
+	nodeName() string
+	nodeRules() *rules
+}
 
 // Split runs its flows in parallel; the job moves on when all have finished.
 type Split struct {
+	rules
+	// Name names the split for transitions (To(name)); default
+	// "split:" + its first step's name.
+	Name string
 	// Flows are sequences of steps; each runs its steps in order.
 	Flows [][]*Step
 }
@@ -68,6 +86,9 @@ type StepContext struct {
 	// Counts are added to the step execution by a tasklet's transaction;
 	// a tasklet sets them to report what it did (chunk steps count themselves).
 	Counts Counts
+	// ExitStatus, set by a tasklet before it returns Finished, is the
+	// step's exit status (default COMPLETED); transitions route by it.
+	ExitStatus string
 
 	sizer Sizer // the engine's partition count; see Partitions
 }
@@ -90,6 +111,7 @@ type IOTasklet func(ctx context.Context, db bun.IDB, sc *StepContext) (RepeatSta
 
 // Step is one step of a job. Build it with NewTasklet or NewChunk.
 type Step struct {
+	rules
 	name      string
 	tasklet   Tasklet
 	ioTasklet IOTasklet
@@ -99,6 +121,25 @@ type Step struct {
 	retry     RetryPolicy
 	listeners []StepListener
 	onSkip    func(ctx context.Context, tx bun.Tx, sc *StepContext, skipped []SkippedItem) error
+
+	allowStartIfComplete bool
+	startLimit           int
+}
+
+// AllowStartIfComplete makes the step run again when its instance is
+// restarted, even though it completed in an earlier execution (a cleanup,
+// a recount). It returns s.
+func (s *Step) AllowStartIfComplete() *Step {
+	s.allowStartIfComplete = true
+	return s
+}
+
+// StartLimit lets the step start at most n times across its instance's
+// executions; the next start fails the step (and the job) with the
+// reason. 0, the default, is no limit. It returns s.
+func (s *Step) StartLimit(n int) *Step {
+	s.startLimit = n
+	return s
 }
 
 // Name returns the step's name.
@@ -187,6 +228,14 @@ func (j *Job) validate() error {
 	if len(j.Flow) == 0 {
 		return fmt.Errorf("batch: job %q has no steps", j.Name)
 	}
+	for _, n := range j.Flow {
+		if sp, ok := n.(*Split); ok && (len(sp.Flows) == 0 || len(sp.Flows[0]) == 0) {
+			return fmt.Errorf("batch: job %q has an empty split", j.Name)
+		}
+	}
+	if err := j.validateParams(); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for _, n := range j.Flow {
 		for _, flow := range n.nodeSteps() {
@@ -203,8 +252,14 @@ func (j *Job) validate() error {
 				seen[s.name] = true
 			}
 		}
+		if d, ok := n.(*Decider); ok {
+			if d.name == "" || len(d.name) > 100 || seen[d.name] {
+				return fmt.Errorf("batch: job %q: decider name %q must be 1 to 100 characters and unique", j.Name, d.name)
+			}
+			seen[d.name] = true
+		}
 	}
-	return nil
+	return j.validateFlow()
 }
 
 // step finds a step by name.

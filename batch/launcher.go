@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
@@ -20,28 +23,65 @@ import (
 // new execution that resumes it). The execution is created STARTING and its
 // batch:job task enqueued.
 func (e *Engine) Launch(ctx context.Context, name string, p Params) (*JobExecution, error) {
-	job, err := e.reg.Job(name)
+	job, p, err := e.prepareLaunch(name, p)
 	if err != nil {
 		return nil, err
+	}
+	return e.launch(ctx, job, p, false)
+}
+
+// LaunchNext launches a new instance of job name: p plus run.id one more
+// than the largest run.id of the job's executions (1 for the first), as
+// Spring's RunIdIncrementer and JobOperator.startNextInstance do. For jobs
+// whose business time is not the point: a manual re-export, a backfill.
+func (e *Engine) LaunchNext(ctx context.Context, name string, p Params) (*JobExecution, error) {
+	if _, ok := p[ParamRunID]; ok {
+		return nil, fmt.Errorf("%w: a --next launch chooses run.id itself", ErrInvalidParams)
+	}
+	job, p, err := e.prepareLaunch(name, p)
+	if err != nil {
+		return nil, err
+	}
+	return e.launch(ctx, job, p, true)
+}
+
+// prepareLaunch checks and completes a launch's parameters: the job's
+// declared keys and types, partitions, Prepare's defaults, the required
+// keys; dates are stored in UTC so a restart finds the same instance.
+func (e *Engine) prepareLaunch(name string, p Params) (*Job, Params, error) {
+	job, err := e.reg.Job(name)
+	if err != nil {
+		return nil, nil, err
 	}
 	if p == nil {
 		p = Params{}
 	}
+	if err := job.checkParams(p, false); err != nil {
+		return nil, nil, err
+	}
 	if _, err := partitionsParam(p); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if v, ok := p[ParamPartitions]; ok && v.Identifying {
 		p = p.With(ParamPartitions, v.Value, false)
 	}
 	if job.Prepare != nil {
 		if p, err = job.Prepare(p, e.now()); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return e.launch(ctx, job, p)
+	if err := job.checkParams(p, true); err != nil {
+		return nil, nil, err
+	}
+	for k, v := range p {
+		if t := job.storedType(k); t == TypeDate {
+			p = p.With(k, storedValue(t, v.Value), v.Identifying)
+		}
+	}
+	return job, p, nil
 }
 
-func (e *Engine) launch(ctx context.Context, job *Job, p Params) (je *JobExecution, err error) {
+func (e *Engine) launch(ctx context.Context, job *Job, p Params, next bool) (je *JobExecution, err error) {
 	ctx, span := tracer().Start(ctx, "batch.launch", trace.WithAttributes(attribute.String("batch.job_name", job.Name)))
 	defer func() {
 		if je != nil {
@@ -51,6 +91,12 @@ func (e *Engine) launch(ctx context.Context, job *Job, p Params) (je *JobExecuti
 		span.End()
 	}()
 	err = e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if next {
+			var err error
+			if p, err = nextRunID(ctx, tx, job.Name, p); err != nil {
+				return err
+			}
+		}
 		inst, err := instanceFor(ctx, tx, job, p)
 		if err != nil {
 			return err
@@ -102,8 +148,26 @@ func instanceFor(ctx context.Context, tx bun.Tx, job *Job, p Params) (*JobInstan
 		return nil, &AlreadyRunningError{JobName: job.Name, JobExecutionID: last.JobExecutionID}
 	case last.Status == StatusAbandoned:
 		return nil, fmt.Errorf("%s: %w: execution %d", job.Name, ErrAbandoned, last.JobExecutionID)
+	case job.PreventRestart:
+		return nil, fmt.Errorf("%s: %w: execution %d ended %s; launch another instance", job.Name, ErrNotRestartable, last.JobExecutionID, last.Status)
 	}
 	return inst, nil
+}
+
+// nextRunID adds run.id = the job's largest run.id + 1 to p, under a lock
+// per job name so concurrent --next launches count one after the other.
+func nextRunID(ctx context.Context, tx bun.Tx, job string, p Params) (Params, error) {
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtext('batch.next:' || ?))", job); err != nil {
+		return nil, fmt.Errorf("lock run.id of %s: %w", job, err)
+	}
+	var last int64
+	if err := tx.NewRaw(`SELECT coalesce(max(pp.parameter_value::bigint), 0) FROM batch_job_execution_params pp
+		JOIN batch_job_execution e ON e.job_execution_id = pp.job_execution_id
+		JOIN batch_job_instance i ON i.job_instance_id = e.job_instance_id
+		WHERE i.job_name = ? AND pp.parameter_name = ? AND pp.parameter_value ~ '^[0-9]{1,18}$'`, job, ParamRunID).Scan(ctx, &last); err != nil {
+		return nil, fmt.Errorf("find the last run.id of %s: %w", job, err)
+	}
+	return p.With(ParamRunID, strconv.FormatInt(last+1, 10), true), nil
 }
 
 // createExecution creates a STARTING execution of inst with its parameters
@@ -123,7 +187,8 @@ func createExecution(ctx context.Context, tx bun.Tx, job *Job, inst *JobInstance
 		if v.Identifying {
 			id = "Y"
 		}
-		rows = append(rows, JobExecutionParam{JobExecutionID: je.JobExecutionID, ParameterName: k, ParameterType: "STRING", ParameterValue: v.Value, Identifying: id})
+		t := job.storedType(k)
+		rows = append(rows, JobExecutionParam{JobExecutionID: je.JobExecutionID, ParameterName: k, ParameterType: string(t), ParameterValue: storedValue(t, v.Value), Identifying: id})
 	}
 	if len(rows) > 0 {
 		if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
@@ -166,7 +231,7 @@ func (e *Engine) Restart(ctx context.Context, jeID int64) (*JobExecution, error)
 	if newer {
 		return nil, fmt.Errorf("execution %d is not the latest of its instance; restart the latest: %w", jeID, ErrInvalidTransition)
 	}
-	return e.launch(ctx, job, p)
+	return e.launch(ctx, job, p, false)
 }
 
 // Stop asks a running execution to stop: it becomes STOPPING, and its
@@ -213,4 +278,49 @@ func (e *Engine) Abandon(ctx context.Context, jeID int64) error {
 			Where("job_execution_id = ? AND status IN (?, ?, ?)", jeID, StatusStarting, StatusStarted, StatusStopping).Exec(ctx)
 		return err
 	})
+}
+
+// Recover ends a running execution whose processes died and whose tasks
+// are gone (Spring Batch 6's JobOperator.recover): the job, its steps and
+// their partitions still running are marked FAILED, with end times and the
+// reason, and the after-job listeners run, so the execution can be
+// restarted or abandoned. It refuses (ErrInvalidTransition) while a live
+// worker, one whose heartbeat is younger than liveFor, holds one of its
+// steps: stop that execution instead. The reconciler re-drives such an
+// execution by itself when its tasks are lost; Recover is for the
+// operator who wants it ended now, or when no reconciler runs.
+func (e *Engine) Recover(ctx context.Context, jeID int64, liveFor time.Duration) error {
+	msg := "recovered: its processes died and its tasks are gone"
+	err := e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		je := new(JobExecution)
+		if err := tx.NewSelect().Model(je).Where("job_execution_id = ?", jeID).For("UPDATE").Scan(ctx); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("execution %d: %w", jeID, ErrNotFound)
+			}
+			return fmt.Errorf("load execution %d: %w", jeID, err)
+		}
+		if !Running(je.Status) {
+			return fmt.Errorf("execution %d is %s; only a running execution is recovered: %w", jeID, je.Status, ErrInvalidTransition)
+		}
+		var live []string
+		if err := tx.NewRaw(`SELECT DISTINCT w.worker_id FROM batch_step_execution s JOIN batch_worker w ON w.worker_id = s.worker_id
+			WHERE s.job_execution_id = ? AND s.status IN (?, ?, ?) AND w.heartbeat_at > clock_timestamp() - ?::interval`,
+			jeID, StatusStarting, StatusStarted, StatusStopping, fmt.Sprintf("%d milliseconds", liveFor.Milliseconds())).Scan(ctx, &live); err != nil {
+			return fmt.Errorf("find live workers of execution %d: %w", jeID, err)
+		}
+		if len(live) > 0 {
+			return fmt.Errorf("execution %d is still running on live worker %s; stop it instead: %w", jeID, strings.Join(live, ", "), ErrInvalidTransition)
+		}
+		_, err := transition(updateSteps(tx), StatusFailed, msg).
+			Where("job_execution_id = ? AND status IN (?, ?, ?)", jeID, StatusStarting, StatusStarted, StatusStopping).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("recover steps of execution %d: %w", jeID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	e.log.WarnContext(ctx, "execution recovered", "job_execution_id", jeID)
+	return e.finishJob(ctx, jeID, StatusFailed, ExitFailed, msg)
 }

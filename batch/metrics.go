@@ -160,7 +160,7 @@ var repositoryQueries = []struct {
 }{
 	{descExecutions, 2, `SELECT i.job_name AS a, e.status AS b, count(*)::float8 AS n FROM batch_job_execution e
 		JOIN batch_job_instance i USING (job_instance_id) GROUP BY 1, 2`},
-	{descPartitions, 3, `SELECT i.job_name AS a, s.step_name AS b, s.status AS c, count(*)::float8 AS n FROM batch_job_execution e
+	{descPartitions, 3, `SELECT i.job_name AS a, regexp_replace(s.step_name, ':partition[0-9]+$', '') AS b, s.status AS c, count(*)::float8 AS n FROM batch_job_execution e
 		JOIN batch_job_instance i USING (job_instance_id) JOIN batch_step_execution s USING (job_execution_id)
 		WHERE e.status IN ('STARTING', 'STARTED', 'STOPPING') AND s.parent_step_execution_id IS NOT NULL GROUP BY 1, 2, 3`},
 	{descIdle, 1, `SELECT a, max(idle)::float8 AS n FROM (SELECT i.job_name AS a,

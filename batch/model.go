@@ -5,6 +5,8 @@ package batch
 // migrations/ is the source of truth.
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -99,6 +101,24 @@ type StepExecution struct {
 	Generation int `bun:"generation,notnull" json:"generation"`
 	// WorkerID is the worker that claimed it last (see WorkerInfo).
 	WorkerID *string `bun:"worker_id" json:"worker_id,omitempty"`
+}
+
+// partitionStepName names partition i of step as Spring Batch's
+// partitioner does: "deduct:partition0", "deduct:partition1", ….
+func partitionStepName(step string, i int) string { return fmt.Sprintf("%s:partition%d", step, i) }
+
+// baseStepName is the declared step a step execution runs: a partition's
+// parent step ("deduct" for "deduct:partition3"), or the name itself.
+func baseStepName(name string) string {
+	i := strings.LastIndex(name, ":partition")
+	if i < 0 {
+		return name
+	}
+	digits := name[i+len(":partition"):]
+	if digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return name
+	}
+	return name[:i]
 }
 
 // StepExecutionContext is the JSON context of a step execution; a chunk

@@ -86,7 +86,16 @@ func stopping(jobStatus Status) bool {
 // delivery) and last_updated; an ending status also sets end_time. Callers
 // add counters and the WHERE.
 func transition(q *bun.UpdateQuery, status Status, msg string) *bun.UpdateQuery {
-	q = q.Set("status = ?", status).Set("exit_code = ?", exitCodeFor(status)).Set("exit_message = ?", truncate(msg, 10000)).
+	return transitionExit(q, status, exitCodeFor(status), msg)
+}
+
+// transitionExit is transition with an exit status other than the
+// status's own (a step that reports NOOP, COMPLETED WITH SKIPS…).
+func transitionExit(q *bun.UpdateQuery, status Status, exit, msg string) *bun.UpdateQuery {
+	if exit == "" {
+		exit = exitCodeFor(status)
+	}
+	q = q.Set("status = ?", status).Set("exit_code = ?", truncate(exit, 2500)).Set("exit_message = ?", truncate(msg, 10000)).
 		Set("version = version + 1").Set("last_updated = clock_timestamp()")
 	if !Running(status) {
 		q = q.Set("end_time = clock_timestamp()")

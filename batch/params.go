@@ -109,3 +109,140 @@ func (p Params) JobKey() string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// ParamType is a job parameter's type, stored as Spring Batch 5 stores it:
+// the Java class name in batch_job_execution_params.parameter_type.
+type ParamType string
+
+// Parameter types. A date is an RFC 3339 instant, stored in UTC as Spring
+// Batch 5's java.util.Date converter writes and reads it.
+const (
+	TypeString ParamType = "java.lang.String"
+	TypeLong   ParamType = "java.lang.Long"
+	TypeDouble ParamType = "java.lang.Double"
+	TypeDate   ParamType = "java.util.Date"
+)
+
+// Run-id launches: ParamRunID is the identifying counter a --next launch
+// increments (Spring's RunIdIncrementer).
+const ParamRunID = "run.id"
+
+// ParamSpec declares one job parameter.
+type ParamSpec struct {
+	Name     string
+	Type     ParamType
+	Required bool
+	// Description is shown by ptctl jobs list and in errors.
+	Description string
+}
+
+// builtinParams are known to every job.
+var builtinParams = []ParamSpec{
+	{Name: ParamRunAt, Type: TypeDate, Description: "the run's business time"},
+	{Name: ParamRunID, Type: TypeLong, Description: "the run counter of --next launches"},
+	{Name: ParamPartitions, Type: TypeLong, Description: "how many partitions (non-identifying)"},
+}
+
+// paramSpec finds the spec of name among the job's and the built-in ones.
+func (j *Job) paramSpec(name string) (ParamSpec, bool) {
+	for _, s := range j.Parameters {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	for _, s := range builtinParams {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return ParamSpec{}, false
+}
+
+func (j *Job) validateParams() error {
+	for _, s := range j.Parameters {
+		switch s.Type {
+		case TypeString, TypeLong, TypeDouble, TypeDate:
+		default:
+			return fmt.Errorf("batch: job %q: parameter %q has type %q; want one of java.lang.String, java.lang.Long, java.lang.Double, java.util.Date", j.Name, s.Name, s.Type)
+		}
+	}
+	return nil
+}
+
+// checkParams refuses unknown keys and values of the wrong type (when the
+// job declares its parameters); required is false before Prepare has
+// filled defaults, true after.
+func (j *Job) checkParams(p Params, required bool) error {
+	if j.Parameters == nil {
+		return nil
+	}
+	for name, v := range p {
+		spec, ok := j.paramSpec(name)
+		if !ok {
+			return fmt.Errorf("%w: %s does not take %q (known: %s)", ErrInvalidParams, j.Name, name, strings.Join(j.knownParams(), ", "))
+		}
+		if err := spec.Type.check(v.Value); err != nil {
+			return fmt.Errorf("%w: %s: %s: %v", ErrInvalidParams, j.Name, name, err)
+		}
+	}
+	if required {
+		for _, s := range j.Parameters {
+			if _, ok := p[s.Name]; s.Required && !ok {
+				return fmt.Errorf("%w: %s needs %s (%s, %s)", ErrInvalidParams, j.Name, s.Name, s.Type, s.Description)
+			}
+		}
+	}
+	return nil
+}
+
+// knownParams lists the parameter names the job takes.
+func (j *Job) knownParams() []string {
+	var out []string
+	for _, s := range j.Parameters {
+		out = append(out, s.Name)
+	}
+	for _, s := range builtinParams {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+// check says whether v is a value of the type.
+func (t ParamType) check(v string) error {
+	switch t {
+	case TypeLong:
+		if _, err := strconv.ParseInt(v, 10, 64); err != nil {
+			return fmt.Errorf("want a whole number (long), got %q", v)
+		}
+	case TypeDouble:
+		if _, err := strconv.ParseFloat(v, 64); err != nil {
+			return fmt.Errorf("want a number (double), got %q", v)
+		}
+	case TypeDate:
+		if _, err := time.Parse(time.RFC3339Nano, v); err != nil {
+			return fmt.Errorf("want an RFC 3339 time (date), got %q", v)
+		}
+	}
+	return nil
+}
+
+// storedType is the parameter_type a parameter is saved with.
+func (j *Job) storedType(name string) ParamType {
+	if s, ok := j.paramSpec(name); ok {
+		return s.Type
+	}
+	return TypeString
+}
+
+// storedValue is a parameter's value as saved: dates in UTC, as Spring
+// Batch 5 writes java.util.Date (Instant.toString()).
+func storedValue(t ParamType, v string) string {
+	if t != TypeDate {
+		return v
+	}
+	at, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return v
+	}
+	return at.UTC().Format(time.RFC3339Nano)
+}

@@ -57,7 +57,7 @@ func (e *Engine) claimPartition(ctx context.Context, p stepExecPayload) (*partit
 	if !Running(se.Status) || se.ParentStepExecutionID == nil || p.Generation < se.Generation {
 		return nil, nil
 	}
-	env, err := e.loadStepEnv(ctx, e.db, se.JobExecutionID, se.StepName)
+	env, err := e.loadStepEnv(ctx, e.db, se.JobExecutionID, baseStepName(se.StepName))
 	if err != nil {
 		return nil, err // unknown job or step here: another worker may know it
 	}
@@ -98,7 +98,7 @@ func (r *partitionRun) run(ctx context.Context) error {
 		if err != nil {
 			return r.fault(ctx, err)
 		}
-		r.e.m.chunk(r.env.job.Name, r.se.StepName, c, time.Since(start))
+		r.e.m.chunk(r.env.job.Name, r.env.step.name, c, time.Since(start))
 		r.skips += c.processSkips + c.writeSkips
 		if c.exhausted {
 			return nil
@@ -113,7 +113,7 @@ func (r *partitionRun) run(ctx context.Context) error {
 // chunk reads, processes and commits the next chunk, in a span with its
 // counts.
 func (r *partitionRun) chunk(ctx context.Context) (*chunk, error) {
-	ctx, span := tracer().Start(ctx, "batch.chunk", trace.WithAttributes(attribute.String("batch.step_name", r.se.StepName),
+	ctx, span := tracer().Start(ctx, "batch.chunk", trace.WithAttributes(attribute.String("batch.step_name", r.env.step.name),
 		attribute.Int64("batch.step_execution_id", r.se.StepExecutionID), attribute.Int64("batch.from_key", r.from)))
 	defer span.End()
 	c, err := r.env.step.chunk.prepare(ctx, r.e.db, r.sc, r.from, r.skips)

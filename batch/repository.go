@@ -140,21 +140,23 @@ func topSteps(ctx context.Context, db bun.IDB, jeID int64) (map[string]*StepExec
 	return out, nil
 }
 
-// completedEarlier returns the names of steps COMPLETED by earlier executions
-// of the instance; a restart skips them.
-func completedEarlier(ctx context.Context, db bun.IDB, instanceID, beforeJE int64) (map[string]bool, error) {
-	var names []string
-	err := db.NewSelect().TableExpr("batch_step_execution AS s").
-		Join("JOIN batch_job_execution AS j ON j.job_execution_id = s.job_execution_id").
-		ColumnExpr("DISTINCT s.step_name").
-		Where("j.job_instance_id = ? AND j.job_execution_id < ? AND s.parent_step_execution_id IS NULL AND s.status = ?", instanceID, beforeJE, StatusCompleted).
-		Scan(ctx, &names)
+// completedEarlier returns, by step name, the latest COMPLETED top-level
+// step execution of the instance's earlier executions; a restart skips
+// those steps (unless they allow a start when complete) and routes the
+// flow by their exit status.
+func completedEarlier(ctx context.Context, db bun.IDB, instanceID, beforeJE int64) (map[string]*StepExecution, error) {
+	var rows []*StepExecution
+	err := db.NewSelect().Model(&rows).DistinctOn("step_execution.step_name").
+		Join("JOIN batch_job_execution AS j ON j.job_execution_id = step_execution.job_execution_id").
+		Where("j.job_instance_id = ? AND j.job_execution_id < ? AND step_execution.parent_step_execution_id IS NULL AND step_execution.status = ?", instanceID, beforeJE, StatusCompleted).
+		OrderExpr("step_execution.step_name, step_execution.step_execution_id DESC").
+		Scan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load completed steps of instance %d: %w", instanceID, err)
 	}
-	out := make(map[string]bool, len(names))
-	for _, n := range names {
-		out[n] = true
+	out := make(map[string]*StepExecution, len(rows))
+	for _, r := range rows {
+		out[r.StepName] = r
 	}
 	return out, nil
 }

@@ -132,7 +132,7 @@ func (e *Engine) planPartitions(ctx context.Context, tx bun.Tx, env *stepEnv, se
 		key := fmt.Sprintf("%s:partition-%04d", env.step.name, i)
 		rs, re := r.Start, r.End
 		out = append(out, plannedPartition{&StepExecution{
-			StepName: env.step.name, JobExecutionID: env.je.JobExecutionID, ParentStepExecutionID: &se.StepExecutionID,
+			StepName: partitionStepName(env.step.name, i), JobExecutionID: env.je.JobExecutionID, ParentStepExecutionID: &se.StepExecutionID,
 			PartitionKey: &key, RangeStart: &rs, RangeEnd: &re, Status: StatusStarting, ExitCode: ExitExecuting,
 		}, nil})
 	}

@@ -27,6 +27,9 @@ const (
 	ExitFailed    = "FAILED"
 	ExitStopped   = "STOPPED"
 	ExitNoop      = "NOOP"
+	// ExitCompletedWithSkips is the conventional exit status of a step that
+	// completed but skipped items (see CompletedWithSkips).
+	ExitCompletedWithSkips = "COMPLETED WITH SKIPS"
 )
 
 func exitCodeFor(s Status) string {

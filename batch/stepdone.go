@@ -39,7 +39,7 @@ func (e *Engine) handleStepDone(ctx context.Context, t *asynq.Task) error {
 		if status, err = aggregate(ctx, tx, se); err != nil {
 			return err
 		}
-		return runStepListeners(ctx, tx, env.step, true, se, env.params)
+		return runAfterStep(ctx, tx, env.step, se, env.params)
 	})
 	if err != nil {
 		return err

@@ -153,14 +153,14 @@ func (r *taskletRun) commit(ctx context.Context, tx bun.Tx, sc *StepContext, don
 		Set("read_count = read_count + ?", sc.Counts.Read).Set("write_count = write_count + ?", sc.Counts.Write).
 		Set("filter_count = filter_count + ?", sc.Counts.Filter).Set("commit_count = commit_count + 1").WherePK()
 	if done {
-		q = transition(q, StatusCompleted, "")
+		q = transitionExit(q, StatusCompleted, sc.ExitStatus, "")
 	}
 	if err := q.Returning("*").Scan(ctx); err != nil {
 		return fmt.Errorf("count tasklet: %w", err)
 	}
 	if done {
 		r.e.m.ended(r.env.job.Name, r.se.StepName, r.se.Status, r.se.StartTime, r.se.EndTime)
-		return runStepListeners(ctx, tx, r.env.step, true, r.se, r.env.params)
+		return runAfterStep(ctx, tx, r.env.step, r.se, r.env.params)
 	}
 	return nil
 }

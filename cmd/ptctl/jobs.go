@@ -39,7 +39,7 @@ func jobsErr(err error) error {
 	case errors.Is(err, batch.ErrUnknownJob), errors.Is(err, batch.ErrInvalidParams), errors.Is(err, batch.ErrNotFound):
 		return &exitError{2, err}
 	case errors.Is(err, batch.ErrAlreadyComplete), errors.Is(err, batch.ErrAlreadyRunning),
-		errors.Is(err, batch.ErrAbandoned), errors.Is(err, batch.ErrInvalidTransition):
+		errors.Is(err, batch.ErrAbandoned), errors.Is(err, batch.ErrInvalidTransition), errors.Is(err, batch.ErrNotRestartable):
 		return &exitError{3, err}
 	}
 	return err
@@ -47,7 +47,7 @@ func jobsErr(err error) error {
 
 func cmdJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageErr("usage: ptctl jobs list|launch|status|restart|stop|abandon")
+		return usageErr("usage: ptctl jobs list|launch|status|restart|stop|abandon|recover")
 	}
 	sub, args := args[0], args[1:]
 	switch sub {
@@ -57,10 +57,10 @@ func cmdJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return jobsLaunch(ctx, args, stdout, stderr)
 	case "status":
 		return jobsStatus(ctx, args, stdout, stderr)
-	case "restart", "stop", "abandon":
+	case "restart", "stop", "abandon", "recover":
 		return jobsControl(ctx, sub, args, stdout, stderr)
 	}
-	return usageErr("unknown jobs command %q (want list, launch, status, restart, stop or abandon)", sub)
+	return usageErr("unknown jobs command %q (want list, launch, status, restart, stop, abandon or recover)", sub)
 }
 
 func jobsList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -121,16 +121,18 @@ func fmtDur(a, b *time.Time) string {
 
 func jobsLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Flags may follow the job name and parameters; pull out ours.
-	var wait, asJSON bool
+	var wait, asJSON, next bool
 	var rest []string
 	for _, a := range args {
 		switch a {
 		case "--wait", "-wait":
 			wait = true
+		case "--next", "-next":
+			next = true
 		case "--json", "-json":
 			asJSON = true
 		case "-h", "--help":
-			fmt.Fprintln(stdout, "usage: ptctl jobs launch NAME [key=value ...] [-key=value ...] [--wait] [--json]")
+			fmt.Fprintln(stdout, "usage: ptctl jobs launch NAME [key=value ...] [-key=value ...] [--next] [--wait] [--json]\n  --next  a new instance with run.id one more than the job's last (Spring's RunIdIncrementer)")
 			return nil
 		default:
 			if strings.HasPrefix(a, "--") {
@@ -140,7 +142,7 @@ func jobsLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	if len(rest) == 0 {
-		return usageErr("usage: ptctl jobs launch NAME [key=value ...] [-key=value ...] [--wait] [--json]")
+		return usageErr("usage: ptctl jobs launch NAME [key=value ...] [-key=value ...] [--next] [--wait] [--json]")
 	}
 	params, err := batch.ParseParams(rest[1:])
 	if err != nil {
@@ -151,7 +153,11 @@ func jobsLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer svc.Close()
-	je, err := svc.Engine.Launch(ctx, rest[0], params)
+	launch := svc.Engine.Launch
+	if next {
+		launch = svc.Engine.LaunchNext
+	}
+	je, err := launch(ctx, rest[0], params)
 	if err != nil {
 		return jobsErr(err)
 	}
@@ -304,7 +310,10 @@ func printExecution(stdout io.Writer, d *batch.ExecutionDetail) error {
 	}
 	fmt.Fprintf(stdout, "  params: %s\n", strings.Join(ps, ", "))
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  STEP\tSTATUS\tREAD\tWRITE\tFILTER\tSKIP\tCOMMITS\tROLLBACKS\tPARTITIONS")
+	if len(d.Transitions) > 0 {
+		fmt.Fprintf(stdout, "  transitions: %s\n", strings.Join(d.Transitions, "; "))
+	}
+	fmt.Fprintln(tw, "  STEP\tSTATUS\tEXIT\tREAD\tWRITE\tFILTER\tSKIP\tCOMMITS\tROLLBACKS\tPARTITIONS")
 	for _, s := range d.Steps {
 		parts := "-"
 		if s.PartitionsTotal != nil {
@@ -314,7 +323,7 @@ func printExecution(stdout io.Writer, d *batch.ExecutionDetail) error {
 			}
 			parts = fmt.Sprintf("%d (%s)", *s.PartitionsTotal, strings.TrimSpace(b.String()))
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", s.StepName, s.Status, s.LiveRead, s.LiveWrite, s.FilterCount,
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", s.StepName, s.Status, s.ExitCode, s.LiveRead, s.LiveWrite, s.FilterCount,
 			s.LiveSkip, s.CommitCount, s.RollbackCount, parts)
 	}
 	if err := tw.Flush(); err != nil {
@@ -353,6 +362,11 @@ func jobsControl(ctx context.Context, what string, args []string, stdout, stderr
 			return jobsErr(err)
 		}
 		fmt.Fprintf(stdout, "execution %d abandoned\n", id)
+	case "recover":
+		if err := svc.Engine.Recover(ctx, id, svc.Config.Fleet.FailoverAfter); err != nil {
+			return jobsErr(err)
+		}
+		fmt.Fprintf(stdout, "execution %d recovered: FAILED; restart or abandon it\n", id)
 	}
 	return nil
 }
