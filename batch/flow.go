@@ -42,6 +42,7 @@ type outcome struct {
 // run or running. The flow has no cycles (validateFlow).
 func walkFlow(job *Job, steps map[string]*StepExecution, earlier map[string]*StepExecution) flowState {
 	var st flowState
+	var routed []string // failures a transition handled, for a later Fail
 	lastExit := ExitCompleted
 	for i := 0; i >= 0 && i < len(job.Flow); {
 		node := job.Flow[i]
@@ -52,6 +53,9 @@ func walkFlow(job *Job, steps map[string]*StepExecution, earlier map[string]*Ste
 		lastExit = out.exit
 		if t, ok := node.nodeRules().match(out.exit); ok {
 			st.path = append(st.path, fmt.Sprintf("%s -[%s]-> %s", node.nodeName(), out.exit, t.to))
+			if out.msg != "" {
+				routed = append(routed, out.msg)
+			}
 			switch t.to.kind {
 			case targetNode:
 				i = job.nodeIndex(t.to.name)
@@ -59,7 +63,8 @@ func walkFlow(job *Job, steps map[string]*StepExecution, earlier map[string]*Ste
 			case targetEnd:
 				st.end = &flowEnd{status: StatusCompleted, exit: t.to.exit}
 			case targetFail:
-				st.end = &flowEnd{status: StatusFailed, exit: ExitFailed, msg: fmt.Sprintf("%s ended %s: the flow fails the job", node.nodeName(), out.exit)}
+				st.end = &flowEnd{status: StatusFailed, exit: ExitFailed, msg: strings.Join(append(routed,
+					fmt.Sprintf("%s ended %s: the flow fails the job", node.nodeName(), out.exit)), "; ")}
 			case targetStop:
 				if out.earlier { // the restart after the stop: resume where it said
 					i = job.nodeIndex(t.to.name)

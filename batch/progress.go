@@ -14,6 +14,7 @@ type PartitionDetail struct {
 	StepExecutionID int64      `bun:"step_execution_id" json:"step_execution_id"`
 	Parent          int64      `bun:"parent_step_execution_id" json:"-"`
 	Key             string     `bun:"partition_key" json:"partition_key"`
+	StepName        string     `bun:"step_name" json:"step_name"` // Spring's name: "deduct:partition3"
 	RangeStart      int64      `bun:"range_start" json:"range_start"`
 	RangeEnd        int64      `bun:"range_end" json:"range_end"`
 	Status          string     `bun:"status" json:"status"`
@@ -48,7 +49,7 @@ func (e *Engine) loadPartitions(ctx context.Context, id int64) (map[int64][]Part
 	if err := e.db.NewSelect().ColumnExpr("now()").Scan(ctx, &now); err != nil {
 		return nil, now, fmt.Errorf("read the clock: %w", err)
 	}
-	err := e.db.NewRaw(`SELECT s.step_execution_id, s.parent_step_execution_id, coalesce(s.partition_key, '') AS partition_key,
+	err := e.db.NewRaw(`SELECT s.step_execution_id, s.parent_step_execution_id, coalesce(s.partition_key, '') AS partition_key, s.step_name,
 			coalesce(s.range_start, 0) AS range_start, coalesce(s.range_end, 0) AS range_end, s.status, s.worker_id,
 			s.read_count, s.write_count, s.read_skip_count + s.process_skip_count + s.write_skip_count AS skip_count, s.commit_count,
 			s.start_time, s.end_time, s.last_updated,

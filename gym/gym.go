@@ -29,6 +29,9 @@ type Service struct {
 	Store  storage.Store
 	Logger *slog.Logger
 	Now    func() time.Time
+	// LiveFor is how recent a worker's heartbeat must be for Recover to
+	// count it alive (FAILOVER_AFTER). Default 5s.
+	LiveFor time.Duration
 }
 
 func (s *Service) now() time.Time {

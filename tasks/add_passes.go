@@ -26,6 +26,7 @@ const ParamBulkPassID = "bulk_pass_id"
 func AddPassesJob(d Deps) *batch.Job {
 	return &batch.Job{
 		Name:        JobAddPasses,
+		Parameters:  []batch.ParamSpec{{Name: ParamBulkPassID, Type: batch.TypeLong, Description: "grant only this bulk pass (default: every due one)"}},
 		Description: "이용권 일괄 지급: grant READY bulk passes whose time has come",
 		Prepare: func(p batch.Params, now time.Time) (batch.Params, error) {
 			if _, err := p.Int(ParamBulkPassID, 0); err != nil {

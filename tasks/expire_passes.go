@@ -29,6 +29,7 @@ func ExpirePassesJob(d Deps) *batch.Job {
 		Name:        JobExpirePasses,
 		Description: "만료: expire ended or used-up passes, start passes whose day has come",
 		Prepare:     prepareRunAt,
+		Parameters:  []batch.ParamSpec{},
 		Flow: []batch.Node{
 			batch.NewChunk("expire", batch.ChunkStep[idItem, idItem]{
 				Reader:      passReader(expiring),

@@ -32,12 +32,15 @@ const xlsxMaxRows = 1_048_576
 // SpreadsheetML rows, named by its partition and first key, so a redone
 // chunk rewrites its own part) → merge (a copy of the parts in key order
 // into one CSV, or one XLSX with sheets of at most 1,048,575 rows; stored
-// with size and SHA-256; parts deleted). An after-job listener marks the
-// export COMPLETED or FAILED with the reason, once. Restarting a failed
-// export resumes from its finished partitions.
+// with size and SHA-256; parts deleted). A merge that FAILED goes to
+// cleanup, which removes the parts when the export will not be restarted,
+// and the job ends FAILED. An after-job listener marks the export
+// COMPLETED or FAILED with the reason, once. Restarting a failed export
+// resumes from its finished partitions.
 func ExportJob(d Deps) *batch.Job {
 	return &batch.Job{
 		Name:        JobExport,
+		Parameters:  []batch.ParamSpec{{Name: ParamExportID, Type: batch.TypeLong, Required: true, Description: "the export to produce"}},
 		Description: "데이터 내보내기: export passes, bookings or statistics to XLSX or CSV",
 		Prepare:     prepareExport,
 		Listeners:   exportListeners(d),
@@ -45,7 +48,8 @@ func ExportJob(d Deps) *batch.Job {
 			batch.NewIOTasklet("expire-old", expireOld(d)).WithRetry(batch.RetryPolicy{Limit: 3}),
 			batch.NewTasklet("count", countExport),
 			batch.NewChunk("parts", exportParts(d)),
-			batch.NewIOTasklet("merge", mergeStep(d)).WithRetry(batch.RetryPolicy{Limit: 3}),
+			batch.NewIOTasklet("merge", mergeStep(d)).WithRetry(batch.RetryPolicy{Limit: 3}).On("FAILED", batch.To("cleanup")),
+			batch.NewIOTasklet("cleanup", cleanupParts(d)).On("*", batch.Fail()),
 		},
 	}
 }
@@ -180,6 +184,46 @@ func mergeStep(d Deps) batch.IOTasklet {
 			return batch.Finished, err
 		}
 		sc.Counts.Read, sc.Counts.Write = n, n
+		return batch.Finished, nil
+	}
+}
+
+// cleanupParts runs after a failed merge. The parts stay when a restart
+// can use them (the store was down, the upload broke off); they are
+// removed when no restart can: a part is unreadable (the partitions that
+// wrote it are COMPLETED and will not write it again), the export has
+// expired, or an identical request has started a new export meanwhile.
+func cleanupParts(d Deps) batch.IOTasklet {
+	return func(ctx context.Context, db bun.IDB, sc *batch.StepContext) (batch.RepeatStatus, error) {
+		id, _ := sc.Params.Int(ParamExportID, 0)
+		var why string
+		err := db.NewRaw(`SELECT CASE
+				WHEN m.exit_message LIKE '%' || ? || '%' THEN 'a part is unreadable'
+				WHEN x.status = 'EXPIRED' THEN 'the export has expired'
+				WHEN EXISTS (SELECT 1 FROM export o WHERE o.filter_hash = x.filter_hash AND o.id > x.id AND o.status <> 'EXPIRED') THEN 'a newer export replaces it'
+				ELSE '' END
+			FROM export x, batch_step_execution m
+			WHERE x.id = ? AND m.job_execution_id = ? AND m.step_name = 'merge' AND m.parent_step_execution_id IS NULL`,
+			errBadPart.Error(), id, sc.JobExecutionID).Scan(ctx, &why)
+		if err != nil {
+			return batch.Finished, fmt.Errorf("decide the cleanup of export %d: %w", id, err)
+		}
+		if why == "" {
+			sc.ExitStatus = "PARTS KEPT"
+			return batch.Finished, nil
+		}
+		parts, err := d.Store.List(ctx, fmt.Sprintf("exports/%d/parts/", id))
+		if err != nil {
+			return batch.Finished, err
+		}
+		for _, p := range parts {
+			if err := d.Store.Delete(ctx, p.Key); err != nil {
+				return batch.Finished, err
+			}
+		}
+		d.Logger.WarnContext(ctx, "export parts removed after a failed merge", "export_id", id, "parts", len(parts), "why", why)
+		sc.Counts.Write = int64(len(parts))
+		sc.ExitStatus = "PARTS REMOVED"
 		return batch.Finished, nil
 	}
 }

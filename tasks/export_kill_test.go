@@ -76,7 +76,7 @@ func TestExportSurvivesKilledWorker(t *testing.T) {
 		// others are not, it holds the others mid-way.
 		_ = db.NewRaw(`SELECT CASE WHEN count(*) FILTER (WHERE status = 'COMPLETED') BETWEEN 1 AND count(*) - 4
 			AND count(*) FILTER (WHERE commit_count > 0 AND status = 'STARTED') > 0 THEN 1 ELSE 0 END
-			FROM batch_step_execution WHERE job_execution_id = ? AND step_name = 'parts' AND parent_step_execution_id IS NOT NULL`,
+			FROM batch_step_execution WHERE job_execution_id = ? AND step_name LIKE 'parts:partition%' AND parent_step_execution_id IS NOT NULL`,
 			je.JobExecutionID).Scan(ctx, &midway)
 		if midway > 0 {
 			break

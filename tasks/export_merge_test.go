@@ -100,7 +100,7 @@ func TestRunningExportProgress(t *testing.T) {
 		INSERT INTO batch_step_execution (step_execution_id, version, step_name, job_execution_id, status, exit_code, exit_message, write_count) VALUES
 			(1, 0, 'count', 7, 'COMPLETED', 'COMPLETED', '', 1), (2, 0, 'parts', 7, 'STARTED', 'EXECUTING', '', 0);
 		INSERT INTO batch_step_execution (step_execution_id, version, step_name, job_execution_id, parent_step_execution_id, partition_key, status, exit_code, exit_message, write_count) VALUES
-			(3, 0, 'parts', 7, 2, 'p0', 'COMPLETED', 'COMPLETED', '', 5000), (4, 0, 'parts', 7, 2, 'p1', 'STARTED', 'EXECUTING', '', 1234);`); err != nil {
+			(3, 0, 'parts:partition0', 7, 2, 'p0', 'COMPLETED', 'COMPLETED', '', 5000), (4, 0, 'parts:partition1', 7, 2, 'p1', 'STARTED', 'EXECUTING', '', 1234);`); err != nil {
 		t.Fatal(err)
 	}
 	je := int64(7)

@@ -142,7 +142,7 @@ func FillWrittenRows(ctx context.Context, db bun.IDB, es []models.Export) error 
 		Written        int64 `bun:"written"`
 	}
 	if err := db.NewRaw(`SELECT job_execution_id, sum(write_count) AS written FROM batch_step_execution
-		WHERE job_execution_id IN (?) AND step_name = 'parts' AND parent_step_execution_id IS NOT NULL GROUP BY job_execution_id`,
+		WHERE job_execution_id IN (?) AND step_name LIKE 'parts:partition%' AND parent_step_execution_id IS NOT NULL GROUP BY job_execution_id`,
 		bun.In(ids)).Scan(ctx, &sums); err != nil {
 		return fmt.Errorf("export progress: %w", err)
 	}

@@ -141,7 +141,7 @@ func TestExportCSVAndXLSX(t *testing.T) {
 				t.Fatalf("old export %s, file still there: %v", st, err == nil)
 			}
 			var parts int
-			_ = b.db.NewRaw("SELECT count(*) FROM batch_step_execution WHERE step_name = 'parts' AND parent_step_execution_id IS NOT NULL AND job_execution_id = (SELECT job_execution_id FROM export WHERE id = ?)", e.ID).Scan(context.Background(), &parts)
+			_ = b.db.NewRaw("SELECT count(*) FROM batch_step_execution WHERE step_name LIKE 'parts:partition%' AND parent_step_execution_id IS NOT NULL AND job_execution_id = (SELECT job_execution_id FROM export WHERE id = ?)", e.ID).Scan(context.Background(), &parts)
 			if parts != 16 {
 				t.Fatalf("%d partitions, want 16", parts)
 			}
@@ -264,7 +264,7 @@ func TestExportRestartResumesFinishedPartitions(t *testing.T) {
 			Read   int64  `bun:"read_count"`
 		}
 		if err := b.db.NewRaw(`SELECT status, read_count FROM batch_step_execution
-			WHERE job_execution_id = ? AND step_name = 'parts' AND parent_step_execution_id IS NOT NULL`, jeID).Scan(ctx, &rows); err != nil {
+			WHERE job_execution_id = ? AND step_name LIKE 'parts:partition%' AND parent_step_execution_id IS NOT NULL`, jeID).Scan(ctx, &rows); err != nil {
 			t.Fatal(err)
 		}
 		for _, r := range rows {

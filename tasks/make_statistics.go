@@ -30,14 +30,19 @@ const ReportPrefix = "reports/"
 //
 //  1. hourly: for every hour in [from, to) upsert the counts of bookings that
 //     ended in it — all, attended, cancelled — one set-based statement
-//     (hours without bookings get zeros);
+//     (hours without bookings get zeros); it runs again on a restart
+//     (AllowStartIfComplete);
 //  2. a split of daily-report ∥ weekly-report: CSV files in storage,
 //     reports/daily/YYYY-MM-DD.csv (an hour a row) and
 //     reports/weekly/YYYY-Www.csv (a day a row), for every day and ISO week
 //     [from, to) touches, in the gym's time zone (Asia/Seoul).
 func MakeStatisticsJob(d Deps) *batch.Job {
 	return &batch.Job{
-		Name:        JobMakeStatistics,
+		Name: JobMakeStatistics,
+		Parameters: []batch.ParamSpec{
+			{Name: ParamFrom, Type: batch.TypeDate, Description: "first hour (default: the hour before run.at's)"},
+			{Name: ParamTo, Type: batch.TypeDate, Description: "end hour, exclusive"},
+		},
 		Description: "통계: hourly booking counts, daily and weekly CSV reports",
 		Prepare: func(p batch.Params, now time.Time) (batch.Params, error) {
 			p, err := prepareRunAt(p, now)
@@ -70,7 +75,9 @@ func MakeStatisticsJob(d Deps) *batch.Job {
 			return p, nil
 		},
 		Flow: []batch.Node{
-			batch.NewTasklet("hourly", hourlyTasklet),
+			// A restart recomputes the window (the upsert is idempotent),
+			// so reports made after it count bookings changed meanwhile.
+			batch.NewTasklet("hourly", hourlyTasklet).AllowStartIfComplete(),
 			&batch.Split{Flows: [][]*batch.Step{
 				{batch.NewIOTasklet("daily-report", reportTasklet(d.Store, daily))},
 				{batch.NewIOTasklet("weekly-report", reportTasklet(d.Store, weekly))},

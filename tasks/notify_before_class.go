@@ -19,7 +19,8 @@ const ClassNoticeWindow = 10 * time.Minute
 //  1. create: READY bookings starting in (run.at, run.at + 10 min] get one
 //     BEFORE_CLASS notification each (dedup_key before-class:booking:<id>;
 //     overlapping windows of runs a minute apart create nothing twice);
-//  2. send: unsent BEFORE_CLASS notifications go out (see sendStep).
+//  2. send: unsent BEFORE_CLASS notifications go out (see sendStep); when
+//     none did, the step and the job end with exit status NOOP.
 func NotifyBeforeClassJob(d Deps) *batch.Job {
 	filter := func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery {
 		at := runAt(sc)
@@ -29,6 +30,7 @@ func NotifyBeforeClassJob(d Deps) *batch.Job {
 		Name:        JobNotifyBeforeClass,
 		Description: "수업 10분 전 알림: notify users of classes starting within 10 minutes",
 		Prepare:     prepareRunAt,
+		Parameters:  []batch.ParamSpec{},
 		Flow: []batch.Node{
 			batch.NewChunk("create", batch.ChunkStep[idItem, idItem]{
 				Reader: batch.KeysetReader[idItem]{
@@ -50,7 +52,8 @@ func NotifyBeforeClassJob(d Deps) *batch.Job {
 					return err
 				},
 			}),
-			sendStep(d, "send", models.EventBeforeClass),
+			// Nothing to send ends the job with exit status NOOP.
+			sendStep(d, "send", models.EventBeforeClass).WithListeners(batch.ExitStatus(batch.NoopWhenNothingWritten)),
 		},
 	}
 }

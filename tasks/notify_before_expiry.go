@@ -30,6 +30,7 @@ func NotifyBeforeExpiryJob(d Deps) *batch.Job {
 	}
 	return &batch.Job{
 		Name:        JobNotifyBeforeExpiry,
+		Parameters:  []batch.ParamSpec{{Name: ParamDays, Type: batch.TypeLong, Description: "warn passes ending within this many days (default 3)"}},
 		Description: "만료 예정 알림: notify users whose pass ends soon or has one use left",
 		Prepare: func(p batch.Params, now time.Time) (batch.Params, error) {
 			days, err := p.Int(ParamDays, 3)

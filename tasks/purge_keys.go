@@ -24,6 +24,7 @@ func PurgeIdempotencyKeysJob(d Deps) *batch.Job {
 		Name:        JobPurgeIdempotencyKeys,
 		Description: "멱등 키 정리: delete the API's idempotency keys older than a day",
 		Prepare:     prepareRunAt,
+		Parameters:  []batch.ParamSpec{},
 		Flow: []batch.Node{batch.NewTasklet("purge", func(ctx context.Context, tx bun.Tx, sc *batch.StepContext) (batch.RepeatStatus, error) {
 			n, err := exec(ctx, tx, "purge idempotency keys", "DELETE FROM idempotency_key WHERE created_at < ?", runAt(sc).Add(-IdempotencyKeyTTL))
 			sc.Counts.Write = n

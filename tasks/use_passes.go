@@ -35,6 +35,7 @@ func UsePassesJob(d Deps) *batch.Job {
 		Name:        JobUsePasses,
 		Description: "이용권 차감: deduct a use for each class that ended",
 		Prepare:     prepareRunAt,
+		Parameters:  []batch.ParamSpec{},
 		Flow: []batch.Node{batch.NewChunk("deduct", batch.ChunkStep[usage, usage]{
 			Reader: batch.KeysetReader[usage]{
 				Column: "id",

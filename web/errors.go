@@ -51,7 +51,7 @@ func asAPIError(err error) *APIError {
 	case errors.Is(err, batch.ErrInvalidParams):
 		return invalid("params", err.Error())
 	case errors.Is(err, gym.ErrConflict), errors.Is(err, batch.ErrAlreadyComplete), errors.Is(err, batch.ErrAlreadyRunning),
-		errors.Is(err, batch.ErrAbandoned), errors.Is(err, batch.ErrInvalidTransition):
+		errors.Is(err, batch.ErrAbandoned), errors.Is(err, batch.ErrInvalidTransition), errors.Is(err, batch.ErrNotRestartable):
 		return &APIError{Status: fiber.StatusConflict, Code: "conflict", Message: err.Error()}
 	}
 	return nil

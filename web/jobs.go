@@ -54,6 +54,9 @@ func (s *server) jobRoutes(a fiber.Router) {
 
 type launchRequest struct {
 	Params map[string]string `json:"params"`
+	// Next launches a new instance with run.id one more than the job's
+	// last (Spring's RunIdIncrementer).
+	Next bool `json:"next"`
 	// NonIdentifying names params that do not identify the instance.
 	NonIdentifying []string `json:"non_identifying"`
 }
@@ -82,7 +85,7 @@ func (s *server) apiLaunch(c *fiber.Ctx) error {
 			p[k] = v
 		}
 	}
-	je, err := s.gym.Launch(c.UserContext(), name, p)
+	je, err := s.gym.Launch(c.UserContext(), name, p, req.Next)
 	if err != nil {
 		return err
 	}
@@ -196,7 +199,7 @@ func (s *server) pageJobs(c *fiber.Ctx) error {
 }
 
 func (s *server) pageLaunch(c *fiber.Ctx) error {
-	je, err := s.gym.Launch(c.UserContext(), c.Params("name"), batch.Params{})
+	je, err := s.gym.Launch(c.UserContext(), c.Params("name"), batch.Params{}, c.FormValue("next") == "1")
 	if err != nil {
 		return s.redirectError(c, "/admin/jobs", err)
 	}

@@ -65,6 +65,9 @@ type Options struct {
 	// AsynqmonWritable lets admins change tasks and queues from
 	// /admin/monitoring (ASYNQMON_READONLY=false). Default read-only.
 	AsynqmonWritable bool
+	// FailoverAfter is how recent a worker's heartbeat must be for a
+	// recover to count it alive (FAILOVER_AFTER). Default 5s.
+	FailoverAfter time.Duration
 	// Draining, once true, makes /readyz answer 503 so a load balancer
 	// stops sending requests while the server drains. Nil: never.
 	Draining *atomic.Bool
@@ -90,7 +93,7 @@ func New(o Options) *fiber.App {
 		o.RedisClient, _ = o.Redis.MakeRedisClient().(redis.UniversalClient)
 	}
 	s := &server{o: o, cookies: cookieNamesFor(o.CookieSecure),
-		gym:     &gym.Service{DB: o.DB, Client: o.Client, Engine: o.Engine, Store: o.Store, Logger: o.Logger, Now: o.Now},
+		gym:     &gym.Service{DB: o.DB, Client: o.Client, Engine: o.Engine, Store: o.Store, Logger: o.Logger, Now: o.Now, LiveFor: o.FailoverAfter},
 		limiter: newLoginLimiter(o.RedisClient, o.LoginLimit, o.LoginLimitPerIP, o.Logger)}
 	s.dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password"), 10)
 	engine := html.NewFileSystem(http.FS(views.Files), ".html")

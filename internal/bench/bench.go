@@ -514,7 +514,7 @@ func (r *runner) job(ctx context.Context, name string, workers int, extra batch.
 	}
 	r.seq++
 	p := batch.Params{batch.ParamRunAt: {Value: r.runAt.Format(time.RFC3339), Identifying: true},
-		"bench.run": {Value: strconv.Itoa(r.seq), Identifying: true}}
+		batch.ParamRunID: {Value: strconv.Itoa(r.seq), Identifying: true}}
 	for k, v := range extra {
 		p[k] = v
 	}

@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -31,6 +30,42 @@ import (
 	"github.com/passbatch/passbatch/internal/database"
 	"github.com/passbatch/passbatch/migrations"
 )
+
+// T is what testenv needs of a test: testing.TB has it, and so can a
+// runnable example's stand-in (see Example).
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+}
+
+// Example is a T for runnable examples (which get no *testing.T): Fatal
+// panics, and Close runs the cleanups.
+type Example struct{ cleanups []func() }
+
+// Helper does nothing.
+func (*Example) Helper() {}
+
+// Fatal panics with args.
+func (*Example) Fatal(args ...any) { panic(fmt.Sprint(args...)) }
+
+// Fatalf panics with the formatted message.
+func (*Example) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
+
+// Logf discards the message.
+func (*Example) Logf(string, ...any) {}
+
+// Cleanup registers fn for Close.
+func (e *Example) Cleanup(fn func()) { e.cleanups = append(e.cleanups, fn) }
+
+// Close runs the cleanups, last registered first.
+func (e *Example) Close() {
+	for i := len(e.cleanups) - 1; i >= 0; i-- {
+		e.cleanups[i]()
+	}
+}
 
 // templateLockKey serializes template creation across test processes.
 const templateLockKey = 0x7465737465747631
@@ -43,7 +78,7 @@ var (
 
 // DatabaseURL returns the admin URL tests connect through, failing the test
 // with instructions when it is not configured.
-func DatabaseURL(t testing.TB) string {
+func DatabaseURL(t T) string {
 	t.Helper()
 	u := os.Getenv("DATABASE_URL")
 	if u == "" {
@@ -62,7 +97,7 @@ type DB struct {
 }
 
 // NewDB creates a fresh migrated database for t and drops it when t ends.
-func NewDB(t testing.TB) *DB {
+func NewDB(t T) *DB {
 	t.Helper()
 	ctx := context.Background()
 	admin := DatabaseURL(t)
@@ -203,7 +238,7 @@ type Redis struct {
 }
 
 // NewRedis takes an unused Redis database index for t, flushed before and after.
-func NewRedis(t testing.TB) *Redis {
+func NewRedis(t T) *Redis {
 	t.Helper()
 	ctx := context.Background()
 	raw := os.Getenv("REDIS_URL")
