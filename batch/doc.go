@@ -77,13 +77,43 @@
 // each running partition or tasklet hands itself back at its next chunk
 // boundary with its checkpoint, and the worker leaves.
 //
-// # Restart, stop, abandon
+// # Flows and exit statuses
+//
+// A job's Flow is a list of nodes: steps, splits (parallel branches) and
+// deciders. Each node ends with a status and an exit status (by default
+// the same word; a tasklet sets StepContext.ExitStatus, an after-step
+// listener se.ExitCode, see ExitStatus). Transitions route by the exit
+// status: step.On("FAILED", To("recover")), On("*", Fail()), End(),
+// EndWith(code), StopAndRestart(name); the most specific pattern wins (*
+// and ? are wildcards). Without one, a COMPLETED node goes on to the next
+// node that no transition targets and a FAILED or STOPPED node ends the job
+// so. A Decider picks an exit status from the execution so far; its choice
+// is recorded as a COMPLETED step execution named after it. The flow may
+// not come back to a node. The job's exit status is the last node's, or
+// the one EndWith names. Engine.FlowPath lists the transitions taken.
+//
+// # Restart, stop, abandon, recover
 //
 // Launching an instance whose last execution FAILED or STOPPED (or calling
 // Restart) creates a new execution: steps COMPLETED in an earlier execution
-// of the instance are skipped; a partitioned step reuses the earlier ranges,
-// marks finished partitions COMPLETED and resumes the others from their
-// checkpoint. Stop sets STOPPING; partitions and tasklets check between chunks
-// and end STOPPED with their checkpoint kept. Abandon marks a STOPPED or FAILED
-// execution ABANDONED, which is final for its instance.
+// of the instance are skipped (unless AllowStartIfComplete) and their exit
+// statuses route the flow again; a partitioned step reuses the earlier
+// ranges, marks finished partitions COMPLETED and resumes the others from
+// their checkpoint. A step with StartLimit(n) fails on its (n+1)th start;
+// a job with PreventRestart refuses the restart (ErrNotRestartable). Stop
+// sets STOPPING; partitions and tasklets (a Continuable one between calls)
+// end STOPPED with their checkpoint or context kept. Abandon marks a
+// STOPPED or FAILED execution ABANDONED, which is final for its instance.
+// Recover marks a running execution nobody runs any more (its worker dead,
+// its tasks gone) FAILED, steps and partitions too, so it can be restarted
+// or abandoned; the reconciler would instead re-drive it.
+//
+// # Parameters
+//
+// Params are name → value, identifying or not; the identifying ones make the
+// instance. A job that declares Parameters refuses unknown keys, values of
+// the wrong type and missing required keys before anything is created.
+// Values are stored as Spring Batch 5 stores them (parameter_type
+// java.lang.String, java.lang.Long, java.lang.Double, java.util.Date; run.at
+// is a date in UTC). LaunchNext adds run.id, one more than the job's last.
 package batch

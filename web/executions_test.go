@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -111,3 +112,47 @@ func TestExecutionPage(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestLaunchNextAndRecoverAPI: {"next":true} launches run.id 1 then 2 (new
+// instances of a job whose business time is not the point); an unknown
+// parameter is refused with the known ones; recover answers 409 for an
+// execution that is not running; the jobs page shows NOOP next to
+// COMPLETED for a notify run that had nothing to send.
+func TestLaunchNextAndRecoverAPI(t *testing.T) {
+	t.Parallel()
+	b := setup(t, true)
+	admin := b.userClient(t, seed.AdminEmail, seed.AdminPassword)
+	var ids []int64
+	for i := 0; i < 2; i++ {
+		st, body, _ := b.do(t, admin, call{"next", "admin", "POST", "/api/admin/jobs/" + tasks.JobPurgeIdempotencyKeys + "/executions", `{"next":true}`, nil, 0, "", ""})
+		id, _ := body["job_execution_id"].(float64)
+		if st != 202 || id == 0 {
+			t.Fatalf("launch next: %d %v", st, body)
+		}
+		ids = append(ids, int64(id))
+	}
+	for i, id := range ids {
+		b.waitExecution(t, id)
+		d, err := b.engine.Execution(context.Background(), id)
+		if err != nil || d.Params[batch.ParamRunID].Value != strconv.Itoa(i+1) {
+			t.Fatalf("execution %d: run.id %v, want %d (%v)", id, d.Params[batch.ParamRunID], i+1, err)
+		}
+	}
+	st, body, _ := b.do(t, admin, call{"bogus", "admin", "POST", "/api/admin/jobs/" + tasks.JobExpirePasses + "/executions", `{"params":{"bogus":"1"}}`, nil, 0, "", ""})
+	if e, _ := body["error"].(map[string]any); st != 422 || !strings.Contains(fmt.Sprint(e["message"]), "known: run.at") {
+		t.Fatalf("unknown parameter: %d %v", st, body)
+	}
+	st, body, _ = b.do(t, admin, call{"recover", "admin", "POST", "/api/admin/executions/" + itoa(ids[0]) + "/recover", ``, nil, 0, "", ""})
+	if st != 409 {
+		t.Fatalf("recover of a finished execution: %d %v, want 409", st, body)
+	}
+	je, err := b.engine.Launch(context.Background(), tasks.JobNotifyBeforeClass, batch.Params{batch.ParamRunAt: {Value: "2030-01-01T00:00:00Z", Identifying: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.waitExecution(t, je.JobExecutionID)
+	_, page := get(t, admin, b.url+"/admin/jobs?job="+tasks.JobNotifyBeforeClass)
+	if !strings.Contains(page, `<span class="badge completed">COMPLETED</span> <span class="muted small">NOOP</span>`) {
+		t.Fatalf("jobs page does not show the NOOP exit status")
+	}
+}
