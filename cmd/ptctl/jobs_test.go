@@ -34,3 +34,24 @@ func TestFlagsAfterArguments(t *testing.T) {
 		t.Fatalf("parse: %v, watch %v, args %v", err, *watch, fs.Args())
 	}
 }
+
+// TestPrintExecutionShowsExitsAndTransitions: jobs status prints each
+// step's exit status and the transitions the flow took.
+func TestPrintExecutionShowsExitsAndTransitions(t *testing.T) {
+	d := &batch.ExecutionDetail{ExecutionSummary: batch.ExecutionSummary{JobExecutionID: 9, JobName: "export", Status: batch.StatusFailed, ExitCode: batch.ExitFailed},
+		Transitions: []string{"merge -[FAILED]-> cleanup", "cleanup -[PARTS KEPT]-> fail"},
+		Steps: []batch.StepDetail{
+			{StepExecution: batch.StepExecution{StepName: "merge", Status: batch.StatusFailed, ExitCode: batch.ExitFailed}},
+			{StepExecution: batch.StepExecution{StepName: "cleanup", Status: batch.StatusCompleted, ExitCode: "PARTS KEPT"}},
+		}}
+	var b strings.Builder
+	if err := printExecution(&b, d); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"transitions: merge -[FAILED]-> cleanup; cleanup -[PARTS KEPT]-> fail", "EXIT", "cleanup  COMPLETED  PARTS KEPT"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("jobs status output lacks %q:\n%s", want, out)
+		}
+	}
+}
