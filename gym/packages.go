@@ -1,7 +1,11 @@
 package gym
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -16,7 +20,8 @@ type PackageRequest struct {
 	PeriodDays *int   `json:"period_days"`
 }
 
-// Validate trims and checks r, naming the field at fault.
+// Validate trims and checks r, naming the field at fault. The API and the
+// admin pages both go through it.
 func (r *PackageRequest) Validate() error {
 	r.Name = strings.TrimSpace(r.Name)
 	switch {
@@ -51,4 +56,82 @@ func (s *Service) Packages(ctx context.Context, p Page) ([]models.Package, error
 		return nil, fmt.Errorf("list packages: %w", err)
 	}
 	return out, nil
+}
+
+// Package returns package id.
+func (s *Service) Package(ctx context.Context, id int64) (*models.Package, error) {
+	p := new(models.Package)
+	err := s.DB.NewSelect().Model(p).Where("id = ?", id).Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("package")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load package %d: %w", id, err)
+	}
+	return p, nil
+}
+
+// PatchPackage applies a JSON merge patch ({"name"}, {"count": null} for
+// unlimited, {"period_days"}) to package id and validates the result as a
+// new package would be. Passes already granted keep their counts and
+// periods; the change applies to grants from now on.
+func (s *Service) PatchPackage(ctx context.Context, id int64, patch []byte) (*models.Package, error) {
+	p, err := s.Package(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	r := PackageRequest{Name: p.Name, Count: p.Count, PeriodDays: p.PeriodDays}
+	d := json.NewDecoder(bytes.NewReader(patch))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&r); err != nil {
+		return nil, &FieldError{Field: jsonField(err), Message: "want {\"name\", \"count\", \"period_days\"} with a text and whole numbers or null"}
+	}
+	return s.UpdatePackage(ctx, id, r)
+}
+
+// UpdatePackage validates r and stores it as package id.
+func (s *Service) UpdatePackage(ctx context.Context, id int64, r PackageRequest) (*models.Package, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	p := &models.Package{ID: id}
+	res, err := s.DB.NewUpdate().Model(p).Set("name = ?", r.Name).Set("count = ?", r.Count).Set("period_days = ?", r.PeriodDays).
+		Set("modified_at = now()").WherePK().Returning("*").Exec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("update package %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil, notFound("package")
+	}
+	return p, nil
+}
+
+// RetirePackage retires package id: no new grants of it; its passes keep
+// working. Retiring twice is a conflict.
+func (s *Service) RetirePackage(ctx context.Context, id int64) (*models.Package, error) {
+	p := &models.Package{ID: id}
+	res, err := s.DB.NewUpdate().Model(p).Set("retired_at = now()").Set("modified_at = now()").
+		WherePK().Where("retired_at IS NULL").Returning("*").Exec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("retire package %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if _, err := s.Package(ctx, id); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("package %d is already retired: %w", id, ErrConflict)
+	}
+	return p, nil
+}
+
+// jsonField names the field a JSON decoding error is about, if it says.
+func jsonField(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return te.Field
+	}
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return strings.Trim(f, `"`)
+	}
+	return ""
 }

@@ -18,6 +18,11 @@ type Pass struct {
 	StartedAt      time.Time  `json:"started_at" bun:"started_at"`
 	EndedAt        *time.Time `json:"ended_at" bun:"ended_at"`
 	ExpiredAt      *time.Time `json:"expired_at" bun:"expired_at"`
+	// DaysLeft counts the days (in the gym's zone) until EndedAt; nil for
+	// a pass with no end or one that has ended.
+	DaysLeft *int `json:"days_left" bun:"-"`
+	// Notices are the expiry warnings sent about the pass.
+	Notices []Notice `json:"notices" bun:"-"`
 }
 
 // Passes lists user userID's passes by id, after p.After; an unknown user
@@ -37,5 +42,39 @@ func (s *Service) Passes(ctx context.Context, userID int64, p Page) ([]Pass, err
 	if err != nil {
 		return nil, fmt.Errorf("list passes: %w", err)
 	}
-	return out, nil
+	return out, s.passDetails(ctx, userID, out)
+}
+
+// passDetails fills each pass's days left and the notices about it.
+func (s *Service) passDetails(ctx context.Context, userID int64, passes []Pass) error {
+	if len(passes) == 0 {
+		return nil
+	}
+	var notices []Notice
+	if err := s.DB.NewRaw(`SELECT `+noticeColumns+` FROM notification n
+		WHERE n.user_id = ? AND n.dedup_key LIKE 'before-expiry:pass:%' ORDER BY n.id DESC LIMIT 500`, userID).Scan(ctx, &notices); err != nil {
+		return fmt.Errorf("notices about passes: %w", err)
+	}
+	today := dayOf(s.now())
+	for i := range passes {
+		p := &passes[i]
+		p.Notices = []Notice{}
+		for _, n := range notices {
+			if n.PassID != nil && *n.PassID == p.ID {
+				p.Notices = append(p.Notices, n)
+			}
+		}
+		if p.EndedAt != nil && p.Status != models.PassExpired {
+			if d := int(dayOf(*p.EndedAt).Sub(today).Hours() / 24); d >= 0 {
+				p.DaysLeft = &d
+			}
+		}
+	}
+	return nil
+}
+
+// dayOf is t's date in the gym's zone, as midnight UTC (for counting days).
+func dayOf(t time.Time) time.Time {
+	y, m, d := t.In(models.Seoul).Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 }

@@ -60,6 +60,9 @@ type Package struct {
 	Name       string `bun:"name,notnull" json:"name"`
 	Count      *int   `bun:"count" json:"count"`
 	PeriodDays *int   `bun:"period_days" json:"period_days"`
+	// RetiredAt, once set, stops new grants of the package; the passes
+	// already granted keep working.
+	RetiredAt *time.Time `bun:"retired_at" json:"retired_at"`
 	Timestamps
 }
 

@@ -64,6 +64,9 @@ func CreateGrant(ctx context.Context, db bun.IDB, r GrantRequest, now time.Time)
 	} else if err != nil {
 		return nil, fmt.Errorf("load package: %w", err)
 	}
+	if pkg.RetiredAt != nil {
+		return nil, &FieldError{"package_id", "this package is retired"}
+	}
 	if r.EndedAt != nil && !r.EndedAt.After(start) {
 		return nil, &FieldError{"ended_at", "must be after started_at"}
 	}

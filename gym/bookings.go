@@ -1,0 +1,65 @@
+package gym
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Booking is a member's class booking with the pass it was booked on.
+type Booking struct {
+	ID          int64      `bun:"id" json:"id"`
+	PassID      int64      `bun:"pass_id" json:"pass_id"`
+	PackageName string     `bun:"package_name" json:"package_name"`
+	Status      string     `bun:"status" json:"status"`
+	Attended    bool       `bun:"attended" json:"attended"`
+	UsedPass    bool       `bun:"used_pass" json:"used_pass"`
+	StartedAt   time.Time  `bun:"started_at" json:"started_at"`
+	EndedAt     time.Time  `bun:"ended_at" json:"ended_at"`
+	CancelledAt *time.Time `bun:"cancelled_at" json:"cancelled_at"`
+}
+
+// Upcoming reports whether the class has not started at now.
+func (b Booking) Upcoming(now time.Time) bool { return b.Status == "READY" && b.StartedAt.After(now) }
+
+// Bookings lists user userID's bookings newest first (by id), before the id
+// p.After when set: a page stays the same while new bookings arrive.
+func (s *Service) Bookings(ctx context.Context, userID int64, p Page) ([]Booking, error) {
+	out := []Booking{}
+	q := `SELECT b.id, b.pass_id, k.name AS package_name, b.status, b.attended, b.used_pass, b.started_at, b.ended_at, b.cancelled_at
+		FROM booking b JOIN pass s ON s.id = b.pass_id JOIN package k ON k.id = s.package_id
+		WHERE b.user_id = ? AND (? = 0 OR b.id < ?) ORDER BY b.id DESC LIMIT ?`
+	if err := s.DB.NewRaw(q, userID, p.After, p.After, p.limit()).Scan(ctx, &out); err != nil {
+		return nil, fmt.Errorf("list bookings of user %d: %w", userID, err)
+	}
+	return out, nil
+}
+
+// Notice is a notification sent (or to be sent) to a member.
+type Notice struct {
+	ID        int64      `bun:"id" json:"id"`
+	Event     string     `bun:"event" json:"event"`
+	Text      string     `bun:"text" json:"text"`
+	Sent      bool       `bun:"sent" json:"sent"`
+	SentAt    *time.Time `bun:"sent_at" json:"sent_at"`
+	Error     *string    `bun:"error" json:"error,omitempty"`
+	CreatedAt time.Time  `bun:"created_at" json:"created_at"`
+	// PassID is the pass an expiry warning is about.
+	PassID *int64 `bun:"pass_id" json:"pass_id,omitempty"`
+}
+
+// noticeColumns selects a Notice; an expiry warning's pass comes from its
+// dedup key (before-expiry:pass:<id>:<reason>).
+const noticeColumns = `n.id, n.event, n.text, n.sent, n.sent_at, n.error, n.created_at,
+	CASE WHEN n.dedup_key LIKE 'before-expiry:pass:%' THEN split_part(n.dedup_key, ':', 3)::bigint END AS pass_id`
+
+// Notices lists user userID's notifications newest first, before the id
+// p.After when set.
+func (s *Service) Notices(ctx context.Context, userID int64, p Page) ([]Notice, error) {
+	out := []Notice{}
+	if err := s.DB.NewRaw(`SELECT `+noticeColumns+` FROM notification n
+		WHERE n.user_id = ? AND (? = 0 OR n.id < ?) ORDER BY n.id DESC LIMIT ?`, userID, p.After, p.After, p.limit()).Scan(ctx, &out); err != nil {
+		return nil, fmt.Errorf("list notices of user %d: %w", userID, err)
+	}
+	return out, nil
+}

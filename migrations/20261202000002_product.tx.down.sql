@@ -1,0 +1,2 @@
+DROP INDEX IF EXISTS notification_user_idx;
+ALTER TABLE package DROP COLUMN IF EXISTS retired_at;
