@@ -184,4 +184,3 @@ func jsonOr(c *fiber.Ctx, status int) func(v any, err error) error {
 		return c.Status(status).JSON(v)
 	}
 }
-
