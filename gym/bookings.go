@@ -19,18 +19,52 @@ type Booking struct {
 	CancelledAt *time.Time `bun:"cancelled_at" json:"cancelled_at"`
 }
 
-// Upcoming reports whether the class has not started at now.
-func (b Booking) Upcoming(now time.Time) bool { return b.Status == "READY" && b.StartedAt.After(now) }
-
 // Bookings lists user userID's bookings newest first (by id), before the id
 // p.After when set: a page stays the same while new bookings arrive.
 func (s *Service) Bookings(ctx context.Context, userID int64, p Page) ([]Booking, error) {
 	out := []Booking{}
-	q := `SELECT b.id, b.pass_id, k.name AS package_name, b.status, b.attended, b.used_pass, b.started_at, b.ended_at, b.cancelled_at
-		FROM booking b JOIN pass s ON s.id = b.pass_id JOIN package k ON k.id = s.package_id
-		WHERE b.user_id = ? AND (? = 0 OR b.id < ?) ORDER BY b.id DESC LIMIT ?`
+	q := `SELECT ` + bookingColumns + ` WHERE b.user_id = ? AND (? = 0 OR b.id < ?) ORDER BY b.id DESC LIMIT ?`
 	if err := s.DB.NewRaw(q, userID, p.After, p.After, p.limit()).Scan(ctx, &out); err != nil {
 		return nil, fmt.Errorf("list bookings of user %d: %w", userID, err)
+	}
+	return out, nil
+}
+
+// bookingColumns selects a Booking.
+const bookingColumns = `b.id, b.pass_id, k.name AS package_name, b.status, b.attended, b.used_pass, b.started_at, b.ended_at, b.cancelled_at
+	FROM booking b JOIN pass s ON s.id = b.pass_id JOIN package k ON k.id = s.package_id`
+
+// UpcomingClasses lists user userID's booked classes that start after
+// now, soonest first (at most 100).
+func (s *Service) UpcomingClasses(ctx context.Context, userID int64, now time.Time) ([]Booking, error) {
+	out := []Booking{}
+	if err := s.DB.NewRaw(`SELECT `+bookingColumns+` WHERE b.user_id = ? AND b.status = 'READY' AND b.started_at > ?
+		ORDER BY b.started_at, b.id LIMIT 100`, userID, now).Scan(ctx, &out); err != nil {
+		return nil, fmt.Errorf("upcoming classes of user %d: %w", userID, err)
+	}
+	return out, nil
+}
+
+// ClassCursor is where a page of past classes ends: its last class's
+// start and id (the zero cursor starts at the latest).
+type ClassCursor struct {
+	At time.Time
+	ID int64
+}
+
+// PastClasses lists user userID's other classes (started by now, or
+// cancelled, or done), latest first, after cursor c.
+func (s *Service) PastClasses(ctx context.Context, userID int64, now time.Time, c ClassCursor, limit int) ([]Booking, error) {
+	out := []Booking{}
+	q := `SELECT ` + bookingColumns + ` WHERE b.user_id = ? AND NOT (b.status = 'READY' AND b.started_at > ?)`
+	args := []any{userID, now}
+	if c.ID > 0 {
+		q += ` AND (b.started_at, b.id) < (?, ?)`
+		args = append(args, c.At, c.ID)
+	}
+	q += ` ORDER BY b.started_at DESC, b.id DESC LIMIT ?`
+	if err := s.DB.NewRaw(q, append(args, limit)...).Scan(ctx, &out); err != nil {
+		return nil, fmt.Errorf("past classes of user %d: %w", userID, err)
 	}
 	return out, nil
 }

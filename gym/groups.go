@@ -19,18 +19,28 @@ type GroupRequest struct {
 	Description string `json:"description"`
 }
 
-// Validate trims and checks r, naming the field at fault.
+// Validate trims and checks r, naming the first field at fault.
 func (r *GroupRequest) Validate() error {
-	r.Name, r.Description = strings.TrimSpace(r.Name), strings.TrimSpace(r.Description)
-	switch {
-	case r.Name == "":
-		return &FieldError{Field: "name", Message: "required"}
-	case len([]rune(r.Name)) > 100:
-		return &FieldError{Field: "name", Message: "at most 100 characters"}
-	case len([]rune(r.Description)) > 500:
-		return &FieldError{Field: "description", Message: "at most 500 characters"}
+	if errs := r.Problems(); len(errs) > 0 {
+		return errs[0]
 	}
 	return nil
+}
+
+// Problems trims and checks r and returns every field at fault.
+func (r *GroupRequest) Problems() []*FieldError {
+	r.Name, r.Description = strings.TrimSpace(r.Name), strings.TrimSpace(r.Description)
+	var errs []*FieldError
+	switch {
+	case r.Name == "":
+		errs = append(errs, &FieldError{Field: "name", Message: "required"})
+	case len([]rune(r.Name)) > 100:
+		errs = append(errs, &FieldError{Field: "name", Message: "at most 100 characters"})
+	}
+	if len([]rune(r.Description)) > 500 {
+		errs = append(errs, &FieldError{Field: "description", Message: "at most 500 characters"})
+	}
+	return errs
 }
 
 // Group is a user group with its member count.

@@ -20,21 +20,33 @@ type PackageRequest struct {
 	PeriodDays *int   `json:"period_days"`
 }
 
-// Validate trims and checks r, naming the field at fault. The API and the
-// admin pages both go through it.
+// Validate trims and checks r, naming the first field at fault. The API
+// and the admin pages both go through it.
 func (r *PackageRequest) Validate() error {
-	r.Name = strings.TrimSpace(r.Name)
-	switch {
-	case r.Name == "":
-		return &FieldError{Field: "name", Message: "required"}
-	case len([]rune(r.Name)) > 100:
-		return &FieldError{Field: "name", Message: "at most 100 characters"}
-	case r.Count != nil && (*r.Count <= 0 || *r.Count > 10000):
-		return &FieldError{Field: "count", Message: "must be 1 to 10000, or null for unlimited"}
-	case r.PeriodDays != nil && (*r.PeriodDays <= 0 || *r.PeriodDays > 3650):
-		return &FieldError{Field: "period_days", Message: "must be 1 to 3650, or null for no end"}
+	if errs := r.Problems(); len(errs) > 0 {
+		return errs[0]
 	}
 	return nil
+}
+
+// Problems trims and checks r and returns every field at fault, in form
+// order (the pages show them all at once).
+func (r *PackageRequest) Problems() []*FieldError {
+	r.Name = strings.TrimSpace(r.Name)
+	var errs []*FieldError
+	switch {
+	case r.Name == "":
+		errs = append(errs, &FieldError{Field: "name", Message: "required"})
+	case len([]rune(r.Name)) > 100:
+		errs = append(errs, &FieldError{Field: "name", Message: "at most 100 characters"})
+	}
+	if r.Count != nil && (*r.Count <= 0 || *r.Count > 10000) {
+		errs = append(errs, &FieldError{Field: "count", Message: "must be 1 to 10000, or null for unlimited"})
+	}
+	if r.PeriodDays != nil && (*r.PeriodDays <= 0 || *r.PeriodDays > 3650) {
+		errs = append(errs, &FieldError{Field: "period_days", Message: "must be 1 to 3650, or null for no end"})
+	}
+	return errs
 }
 
 // CreatePackage validates and creates a package.

@@ -42,8 +42,9 @@ var templateFuncs = template.FuncMap{
 		}
 		return *p
 	},
-	"pct":   func(f float64) string { return fmt.Sprintf("%.0f", f*100) },
-	"lower": strings.ToLower,
+	"pct":       func(f float64) string { return fmt.Sprintf("%.0f", f*100) },
+	"lower":     strings.ToLower,
+	"hasPrefix": strings.HasPrefix,
 	"dur": func(a, b *time.Time) string {
 		if a == nil {
 			return "-"
@@ -59,6 +60,9 @@ var templateFuncs = template.FuncMap{
 	"spark": sparkline,
 	"rate":  rateText,
 	"rate1": func(v float64) string { return rateText(&v) },
+	// card and rows pass a partial its data with the page's dictionary.
+	"card": func(l map[string]string, p any) map[string]any { return map[string]any{"L": l, "P": p} },
+	"rows": func(l map[string]string, b any) map[string]any { return map[string]any{"L": l, "B": b} },
 	"deref2": func(p *string) string {
 		if p == nil {
 			return ""

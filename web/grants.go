@@ -85,9 +85,15 @@ func (s *server) pageBulk(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	pkgs, err := s.gym.Packages(ctx, gym.Page{Limit: 200})
+	all, err := s.gym.Packages(ctx, gym.Page{Limit: 200})
 	if err != nil {
 		return err
+	}
+	var pkgs []models.Package // a retired package cannot be granted
+	for _, p := range all {
+		if p.RetiredAt == nil {
+			pkgs = append(pkgs, p)
+		}
 	}
 	groups, err := s.gym.GrantGroups(ctx)
 	if err != nil {

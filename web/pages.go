@@ -33,6 +33,18 @@ var dict = map[string]map[string]string{
 		"more": "더 보기", "noSkips": "건너뛴 항목이 없습니다.", "timeline": "타임라인", "rate": "처리량", "eta": "남은 시간",
 		"partitions": "파티션", "partition": "파티션", "keys": "키 범위", "worker": "워커", "lastUpdate": "마지막 갱신", "straggler": "지연",
 		"filter": "조회", "older": "이전 기록", "newer": "최신 기록", "recent": "최근 실행",
+		"packages": "이용권 상품", "groups": "회원 그룹", "members": "회원", "myClasses": "내 수업", "myNotices": "내 알림",
+		"name": "이름", "description": "설명", "countField": "횟수 (비우면 무제한)", "periodField": "기간(일) (비우면 기한 없음)",
+		"create": "만들기", "save": "저장", "retire": "판매 중지", "retired": "판매 중지됨", "active": "판매 중", "days": "일",
+		"saved": "저장했습니다.", "memberCount": "회원 수", "add": "추가", "remove": "빼기", "search": "검색", "searchHint": "이름, 이메일, 전화번호",
+		"phone": "전화번호", "ACTIVE": "활동", "INACTIVE": "비활성", "deactivate": "비활성화", "reactivate": "다시 활성화",
+		"noMembers": "회원이 없습니다.", "alreadyIn": "이미 그룹에 있음", "bookings": "예약", "notices": "알림", "passes": "이용권",
+		"upcoming": "다가오는 수업", "past": "지난 수업", "noClasses": "수업이 없습니다.", "usedPass": "횟수 차감", "yes": "예", "no": "아니오",
+		"bREADY": "예약됨", "bCOMPLETED": "완료", "bCANCELLED": "취소됨", "class": "수업", "noNotices": "받은 알림이 없습니다.", "sent": "보냄", "pending": "보내는 중", "failedSend": "보내지 못함",
+		"BEFORE_CLASS": "수업 전 알림", "BEFORE_EXPIRY": "만료 전 알림", "endsOn": "종료일", "daysLeft": "남은 기간", "startsOn": "시작일",
+		"notStarted": "아직 시작 전입니다", "lastUse": "마지막 1회 남음", "endsToday": "오늘 종료", "noticesAboutPass": "이 이용권 관련 알림", "whyUse": "차감 내역은 내 수업에서 볼 수 있습니다",
+		"groupsOf": "소속 그룹", "joined": "가입", "role": "역할", "inactiveHint": "비활성 회원은 로그인할 수 없고 일괄 지급을 받지 않습니다.", "retireHint": "판매 중지하면 새로 지급할 수 없고, 이미 지급된 이용권은 그대로 쓸 수 있습니다.",
+		"language": "언어",
 	},
 	"en": {
 		"title": "passbatch", "login": "Log in", "logout": "Log out", "email": "Email", "password": "Password",
@@ -54,10 +66,27 @@ var dict = map[string]map[string]string{
 		"more": "More", "noSkips": "No skipped items.", "timeline": "Timeline", "rate": "Items/s", "eta": "ETA",
 		"partitions": "partitions", "partition": "Partition", "keys": "Keys", "worker": "Worker", "lastUpdate": "Last update", "straggler": "straggler",
 		"filter": "Filter", "older": "Older", "newer": "Newest", "recent": "Recent runs",
+		"packages": "Packages", "groups": "User groups", "members": "Members", "myClasses": "My classes", "myNotices": "My notices",
+		"name": "Name", "description": "Description", "countField": "Uses (empty: unlimited)", "periodField": "Period in days (empty: no end)",
+		"create": "Create", "save": "Save", "retire": "Retire", "retired": "Retired", "active": "On sale", "days": "days",
+		"saved": "Saved.", "memberCount": "Members", "add": "Add", "remove": "Remove", "search": "Search", "searchHint": "name, email, phone",
+		"phone": "Phone", "ACTIVE": "Active", "INACTIVE": "Inactive", "deactivate": "Deactivate", "reactivate": "Reactivate",
+		"noMembers": "No members.", "alreadyIn": "already in the group", "bookings": "Bookings", "notices": "Notices", "passes": "Passes",
+		"upcoming": "Upcoming classes", "past": "Past classes", "noClasses": "No classes.", "usedPass": "Use deducted", "yes": "yes", "no": "no",
+		"bREADY": "Booked", "bCOMPLETED": "Done", "bCANCELLED": "Cancelled", "class": "Class", "noNotices": "No notices yet.", "sent": "sent", "pending": "sending", "failedSend": "not delivered",
+		"BEFORE_CLASS": "Class reminder", "BEFORE_EXPIRY": "Expiry warning", "endsOn": "Ends", "daysLeft": "Days left", "startsOn": "Starts",
+		"notStarted": "Not started yet", "lastUse": "One use left", "endsToday": "Ends today", "noticesAboutPass": "Notices about this pass", "whyUse": "Deducted uses are listed in My classes",
+		"groupsOf": "Groups", "joined": "Joined", "role": "Role", "inactiveHint": "Inactive members cannot log in and get no bulk grants.", "retireHint": "A retired package cannot be granted; passes already granted keep working.",
+		"language": "Language",
 	},
 }
 
+// lang is the page's language: the one picked in the header (remembered in
+// a cookie), else English when the browser asks for it first, else Korean.
 func lang(c *fiber.Ctx) string {
+	if l := c.Cookies(langCookie); l == "ko" || l == "en" {
+		return l
+	}
 	if strings.HasPrefix(strings.ToLower(c.Get(fiber.HeaderAcceptLanguage)), "en") {
 		return "en"
 	}
@@ -75,6 +104,7 @@ func (s *server) render(c *fiber.Ctx, tmpl, title string, m fiber.Map) error {
 	m["Me"] = who(c)
 	m["CSRF"] = s.csrfToken(c)
 	m["Path"] = c.Path()
+	m["URI"] = string(c.Request().URI().RequestURI())
 	return c.Render(tmpl, m, "layout")
 }
 
@@ -145,7 +175,9 @@ func (s *server) pageRoutes(app *fiber.App) {
 		return c.Redirect("/login")
 	})
 	pages.Get("/me/passes", requireUserPage, s.pagePasses)
+	pages.Get("/lang/:lang", s.pageLang)
 	admin := pages.Group("/admin", s.requireAdminPage)
+	s.productPageRoutes(pages, admin)
 	admin.Get("/", func(c *fiber.Ctx) error { return c.Redirect("/admin/statistics") })
 	admin.Get("/bulk-passes", s.pageBulk)
 	admin.Post("/bulk-passes", s.pageBulkCreate)
