@@ -3,6 +3,9 @@ package web_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -205,4 +208,43 @@ func hasDuplicates(s []string) bool {
 		seen[v] = true
 	}
 	return false
+}
+
+// TestLanguageSwitch: /lang/en remembers English in a cookie and goes back
+// where it was asked to, never off the site; an unknown language is 404.
+func TestLanguageSwitch(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for next, want := range map[string]string{"/login?x=1": "/login?x=1", "//evil.example/": "/", "https://evil.example/": "/"} {
+		resp, err := noFollow.Get(b.url + "/lang/en?next=" + url.QueryEscape(next))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		var cookie string
+		for _, c := range resp.Cookies() {
+			if c.Name == "lang" {
+				cookie = c.Value
+			}
+		}
+		if resp.StatusCode/100 != 3 || resp.Header.Get("Location") != want || cookie != "en" {
+			t.Errorf("next %q: %d → %q, cookie %q; want a redirect to %q and lang=en", next, resp.StatusCode, resp.Header.Get("Location"), cookie, want)
+		}
+	}
+	req, _ := http.NewRequest("GET", b.url+"/login", nil)
+	req.AddCookie(&http.Cookie{Name: "lang", Value: "en"})
+	req.Header.Set("Accept-Language", "ko-KR")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `<html lang="en">`) {
+		t.Errorf("the remembered English does not win over a Korean browser")
+	}
+	if resp, _ := noFollow.Get(b.url + "/lang/fr"); resp == nil || resp.StatusCode != 404 {
+		t.Errorf("/lang/fr: %v, want 404", resp)
+	}
 }
