@@ -65,7 +65,8 @@ func TestExportSurvivesKilledWorker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	je, err := eng.Launch(ctx, tasks.JobExport, batch.Params{tasks.ParamExportID: {Value: fmt.Sprint(e.ID), Identifying: true}})
+	// 16 partitions named (120,000 rows would get 5), so some finish while others are mid-way.
+	je, err := eng.Launch(ctx, tasks.JobExport, batch.Params{tasks.ParamExportID: {Value: fmt.Sprint(e.ID), Identifying: true}, batch.ParamPartitions: {Value: "16"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,3 +112,28 @@ func TestRunningExportProgress(t *testing.T) {
 		t.Fatalf("written rows %d and %d, want 6234 (running, from its partitions) and 42 (completed, its own)", es[0].WrittenRows, es[1].WrittenRows)
 	}
 }
+
+// TestExportPartitions: an export takes the setting's partitions, at most
+// one per 25,000 rows, unless the launch names them.
+func TestExportPartitions(t *testing.T) {
+	ctx := context.Background()
+	rows := func(n int64) *models.Export { return &models.Export{TotalRows: &n} }
+	named := batch.Params{batch.ParamPartitions: {Value: "8"}}
+	for _, c := range []struct {
+		setting int
+		params  batch.Params
+		e       *models.Export
+		want    int
+	}{
+		{16, nil, rows(40_000), 2},
+		{16, nil, rows(1_000_000), 16},
+		{64, nil, rows(1_000_000), 40},
+		{16, nil, rows(0), 1},
+		{16, nil, &models.Export{}, 16},
+		{16, named, rows(40_000), 8},
+	} {
+		if got := exportPartitions(ctx, Deps{Partitions: c.setting}, &batch.StepContext{Params: c.params}, c.e); got != c.want {
+			t.Errorf("setting %d, params %v, rows %v: %d partitions, want %d", c.setting, c.params, c.e.TotalRows, got, c.want)
+		}
+	}
+}
