@@ -104,6 +104,11 @@ func (s *server) groupRoutes(a fiber.Router) {
 		}
 		return jsonOr(c, fiber.StatusOK)(s.gym.UpdateGroup(c.UserContext(), id, req))
 	})
+	s.groupMemberRoutes(a)
+}
+
+// groupMemberRoutes list, add and remove a group's members.
+func (s *server) groupMemberRoutes(a fiber.Router) {
 	a.Get("/user-groups/:id/members", func(c *fiber.Ctx) error {
 		id, err := pathID(c, "id")
 		if err != nil {

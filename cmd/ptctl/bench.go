@@ -18,6 +18,34 @@ import (
 	"github.com/passbatch/passbatch/internal/database"
 )
 
+// parseWorkers reads --workers: worker-process counts, 1 to 64 each.
+func parseWorkers(v string) ([]int, error) {
+	var ws []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 64 {
+			return nil, usageErr("bench: --workers wants numbers 1 to 64, e.g. 1,2,4")
+		}
+		ws = append(ws, n)
+	}
+	return ws, nil
+}
+
+// parseScenarios reads --only: known scenario names; empty is all.
+func parseScenarios(v string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if !slices.Contains(bench.Scenarios, f) {
+			return nil, usageErr("bench: --only: unknown scenario %q (known: %s)", f, strings.Join(bench.Scenarios, ", "))
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "naive-worker" {
 		return naiveWorker(ctx)
@@ -35,23 +63,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var ws []int
-	for _, f := range strings.Split(*workers, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 || n > 64 {
-			return usageErr("bench: --workers wants numbers 1 to 64, e.g. 1,2,4")
-		}
-		ws = append(ws, n)
+	ws, err := parseWorkers(*workers)
+	if err != nil {
+		return err
 	}
-	var scenarios []string
-	for _, f := range strings.Split(*only, ",") {
-		if f = strings.TrimSpace(f); f == "" {
-			continue
-		}
-		if !slices.Contains(bench.Scenarios, f) {
-			return usageErr("bench: --only: unknown scenario %q (known: %s)", f, strings.Join(bench.Scenarios, ", "))
-		}
-		scenarios = append(scenarios, f)
+	scenarios, err := parseScenarios(*only)
+	if err != nil {
+		return err
 	}
 	if *users < 1 || *bookings < 0 || *sample < 1 || *notices < 1 {
 		return usageErr("bench: sizes must be positive")
@@ -86,23 +104,29 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 {
 		cmd += " BENCH_ARGS='" + strings.Join(args, " ") + "'"
 	}
+	return writeBenchReport(rep, cmd, *out, stdout, stderr)
+}
+
+// writeBenchReport prints the report and writes it to out (when set).
+func writeBenchReport(rep *bench.Report, cmd, out string, stdout, stderr io.Writer) error {
 	if err := bench.WriteMarkdown(stdout, rep, cmd); err != nil {
 		return err
 	}
-	if *out != "" {
-		if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
-			return err
-		}
-		f, err := os.Create(*out)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := bench.WriteMarkdown(f, rep, cmd); err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "bench: wrote %s\n", *out)
+	if out == "" {
+		return nil
 	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := bench.WriteMarkdown(f, rep, cmd); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "bench: wrote %s\n", out)
 	return nil
 }
 

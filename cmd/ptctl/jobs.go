@@ -119,31 +119,51 @@ func fmtDur(a, b *time.Time) string {
 	return end.Sub(*a).Round(time.Millisecond).String()
 }
 
-func jobsLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	// Flags may follow the job name and parameters; pull out ours.
-	var wait, asJSON, next bool
-	var rest []string
+// launchUsage is jobs launch's usage line.
+const launchUsage = "usage: ptctl jobs launch NAME [key=value ...] [-key=value ...] [--next] [--wait] [--json]"
+
+// launchFlags are jobs launch's flags, which may follow the job name and
+// parameters.
+type launchFlags struct {
+	wait, asJSON, next, help bool
+	rest                     []string // the job name, then its parameters
+}
+
+func parseLaunchFlags(args []string) (launchFlags, error) {
+	var f launchFlags
 	for _, a := range args {
 		switch a {
 		case "--wait", "-wait":
-			wait = true
+			f.wait = true
 		case "--next", "-next":
-			next = true
+			f.next = true
 		case "--json", "-json":
-			asJSON = true
+			f.asJSON = true
 		case "-h", "--help":
-			fmt.Fprintln(stdout, "usage: ptctl jobs launch NAME [key=value ...] [-key=value ...] [--next] [--wait] [--json]\n  --next  a new instance with run.id one more than the job's last (Spring's RunIdIncrementer)")
-			return nil
+			f.help = true
 		default:
 			if strings.HasPrefix(a, "--") {
-				return usageErr("jobs launch: unknown flag %s", a)
+				return f, usageErr("jobs launch: unknown flag %s", a)
 			}
-			rest = append(rest, a)
+			f.rest = append(f.rest, a)
 		}
 	}
-	if len(rest) == 0 {
-		return usageErr("usage: ptctl jobs launch NAME [key=value ...] [-key=value ...] [--next] [--wait] [--json]")
+	if len(f.rest) == 0 && !f.help {
+		return f, usageErr(launchUsage)
 	}
+	return f, nil
+}
+
+func jobsLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f, err := parseLaunchFlags(args)
+	if err != nil {
+		return err
+	}
+	if f.help {
+		fmt.Fprintln(stdout, launchUsage+"\n  --next  a new instance with run.id one more than the job's last (Spring's RunIdIncrementer)")
+		return nil
+	}
+	wait, asJSON, next, rest := f.wait, f.asJSON, f.next, f.rest
 	params, err := batch.ParseParams(rest[1:])
 	if err != nil {
 		return &exitError{2, err}

@@ -138,6 +138,44 @@ func (r *runner) topStatements(ctx context.Context, key string) {
 	}
 }
 
+// runScenarios measures the scenarios Options.Only names (all by default)
+// into rep.
+func (r *runner) runScenarios(ctx context.Context, rep *Report) error {
+	o := r.o
+	for _, sc := range []scenario{usePasses(), expirePasses()} {
+		if !o.runs(sc.name) {
+			continue
+		}
+		res, err := r.scenario(ctx, sc)
+		if err != nil {
+			return fmt.Errorf("%s: %w", sc.name, err)
+		}
+		rep.Results = append(rep.Results, res...)
+	}
+	if o.runs("export") {
+		res, err := r.exports(ctx)
+		if err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		rep.Results = append(rep.Results, res...)
+	}
+	if o.runs("notify-before-class") {
+		res, err := r.notices(ctx)
+		if err != nil {
+			return fmt.Errorf("notify-before-class: %w", err)
+		}
+		rep.Results = append(rep.Results, res)
+	}
+	if o.APIBin != "" && o.runs("api") {
+		r.log("api: GET /api/me/passes from 200 users at once")
+		var err error
+		if rep.API, err = r.apiLoad(ctx, 200, 25); err != nil {
+			return fmt.Errorf("api load: %w", err)
+		}
+	}
+	return nil
+}
+
 // Run seeds the bench database and measures every scenario.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Users == 0 {
@@ -179,35 +217,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := r.snapshot(ctx); err != nil {
 		return nil, err
 	}
-	for _, sc := range []scenario{usePasses(), expirePasses()} {
-		if !o.runs(sc.name) {
-			continue
-		}
-		res, err := r.scenario(ctx, sc)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", sc.name, err)
-		}
-		rep.Results = append(rep.Results, res...)
-	}
-	if o.runs("export") {
-		res, err := r.exports(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("export: %w", err)
-		}
-		rep.Results = append(rep.Results, res...)
-	}
-	if o.runs("notify-before-class") {
-		res, err := r.notices(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("notify-before-class: %w", err)
-		}
-		rep.Results = append(rep.Results, res)
-	}
-	if o.APIBin != "" && o.runs("api") {
-		r.log("api: GET /api/me/passes from 200 users at once")
-		if rep.API, err = r.apiLoad(ctx, 200, 25); err != nil {
-			return nil, fmt.Errorf("api load: %w", err)
-		}
+	if err := r.runScenarios(ctx, rep); err != nil {
+		return nil, err
 	}
 	rep.Took = time.Since(start)
 	return rep, nil
