@@ -7,15 +7,13 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/xuri/excelize/v2"
 
+	"github.com/passbatch/passbatch/internal/testenv"
 	"github.com/passbatch/passbatch/models"
 	"github.com/passbatch/passbatch/tasks"
 )
@@ -86,8 +84,8 @@ func TestExportEveryCell(t *testing.T) {
 			got = readCSV(t, body)
 		} else {
 			got = readXLSX(t, body)
-			if soffice, err := exec.LookPath("soffice"); err == nil {
-				compareCells(t, "LibreOffice", libreOfficeCSV(t, soffice, body)[1:], b.passCells(t, format))
+			if rows, ok := testenv.LibreOfficeCSV(t, body); ok {
+				compareCells(t, "LibreOffice", rows[1:], b.passCells(t, format))
 			} else {
 				t.Log("LibreOffice is not installed: its check was skipped")
 			}
@@ -169,25 +167,6 @@ func readXLSX(t *testing.T, body []byte) [][]string {
 		t.Fatal(err)
 	}
 	return rows
-}
-
-// libreOfficeCSV converts an XLSX to CSV with headless LibreOffice.
-func libreOfficeCSV(t *testing.T, soffice string, body []byte) [][]string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "export.xlsx"), body, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(soffice, "--headless", "-env:UserInstallation=file://"+dir+"/profile",
-		"--convert-to", "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,false,false", "--outdir", dir, filepath.Join(dir, "export.xlsx"))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("soffice: %v\n%s", err, out)
-	}
-	csvBody, err := os.ReadFile(filepath.Join(dir, "export.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return readCSV(t, csvBody)
 }
 
 // compareCells compares rows cell by cell; missing trailing cells read as

@@ -3,9 +3,6 @@ package web_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,10 +20,7 @@ import (
 // 1280×800 screenshot of each page in test-artifacts/.
 func TestBrowser(t *testing.T) {
 	t.Parallel()
-	chrome, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Skip("chromium is not installed (make test installs it)")
-	}
+	ctx, artifacts := newChrome(t, 2*time.Minute)
 	b := setup(t, true)
 	// Statistics for the chart: the last ten days, as the hourly job makes them.
 	to := time.Now().UTC().Truncate(time.Hour).Add(time.Hour)
@@ -55,56 +49,7 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("the export job of an expired export ended %s, want FAILED", st)
 	}
 	b.exec(t, `UPDATE export SET status = 'FAILED', error = 'disk full', job_execution_id = ? WHERE id = 77`, fje.JobExecutionID)
-	artifacts := filepath.Join("..", "test-artifacts")
-	if err := os.MkdirAll(artifacts, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("no-first-run", true), chromedp.Flag("disable-quic", true),
-		chromedp.Flag("lang", "ko-KR"), chromedp.Flag("accept-lang", "ko-KR,ko"), chromedp.WindowSize(1280, 800))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-
-	shot := func(name string) chromedp.Action {
-		return chromedp.ActionFunc(func(ctx context.Context) error {
-			var buf []byte
-			if err := chromedp.FullScreenshot(&buf, 100).Do(ctx); err != nil {
-				return err
-			}
-			return os.WriteFile(filepath.Join(artifacts, name+".png"), buf, 0o644)
-		})
-	}
-	// submit clicks a form's button and waits for the page it leads to: a
-	// new document (the old one is marked) that shows ready. Waiting only
-	// for ready would pass on the old page when both pages have it, and the
-	// next navigation would then race the form's.
-	submit := func(button, ready string) chromedp.Tasks {
-		return chromedp.Tasks{
-			chromedp.Evaluate(`window.stalePage = true`, nil),
-			chromedp.Click(button),
-			chromedp.ActionFunc(func(ctx context.Context) error {
-				js := fmt.Sprintf(`!window.stalePage && document.readyState === 'complete' && document.querySelector(%q) !== null`, ready)
-				for {
-					// Evaluating fails while the page navigates; ask again.
-					var ok bool
-					if err := chromedp.Evaluate(js, &ok).Do(ctx); err == nil && ok {
-						return nil
-					}
-					select {
-					case <-ctx.Done():
-						return fmt.Errorf("no new page with %s after clicking %s: %w", ready, button, ctx.Err())
-					case <-time.After(50 * time.Millisecond):
-					}
-				}
-			}),
-		}
-	}
+	shot := func(name string) chromedp.Action { return screenshot(artifacts, name) }
 	// exportsSettled waits for the requested export to finish, so the
 	// exports page no longer refreshes itself under the clicks that follow.
 	exportsSettled := chromedp.ActionFunc(func(ctx context.Context) error {
@@ -120,15 +65,7 @@ func TestBrowser(t *testing.T) {
 			}
 		}
 	})
-	login := func(email, password string) chromedp.Tasks {
-		return chromedp.Tasks{
-			chromedp.Navigate(b.url + "/login"),
-			chromedp.WaitVisible(`input[name=email]`),
-			chromedp.SendKeys(`input[name=email]`, email),
-			chromedp.SendKeys(`input[name=password]`, password),
-			submit(`button[type=submit]`, `main`),
-		}
-	}
+	login := b.login
 	var passesText, bulkText, statsText, jobsText, monText, exportsText, afterRestart string
 	var bars int
 	err = chromedp.Run(ctx,

@@ -3,9 +3,6 @@ package web_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -28,10 +25,7 @@ import (
 // Every new page is saved at 1280 and at 390 px wide in test-artifacts/.
 func TestProductBrowser(t *testing.T) {
 	t.Parallel()
-	chrome, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Skip("chromium is not installed (make test installs it)")
-	}
+	ctx, artifacts := newChrome(t, 3*time.Minute)
 	b := setup(t, true)
 	b.exec(t, `INSERT INTO users (id, name, email, phone) VALUES (801, '테스트회원 하나', 'one@example.com', '010-5555-0001')`)
 	var demoID int64
@@ -43,69 +37,8 @@ func TestProductBrowser(t *testing.T) {
 	}
 	b.waitExecution(t, je.JobExecutionID)
 
-	artifacts := filepath.Join("..", "test-artifacts")
-	if err := os.MkdirAll(artifacts, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("no-first-run", true),
-		chromedp.Flag("lang", "ko-KR"), chromedp.Flag("accept-lang", "ko-KR,ko"), chromedp.WindowSize(1280, 800))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-
-	// shots saves the page at desktop and at phone width.
-	shots := func(name string) chromedp.Action {
-		return chromedp.ActionFunc(func(ctx context.Context) error {
-			for _, w := range []struct {
-				suffix string
-				width  int64
-			}{{"", 1280}, {"-390", 390}} {
-				var buf []byte
-				if err := chromedp.EmulateViewport(w.width, 800).Do(ctx); err != nil {
-					return err
-				}
-				if err := chromedp.FullScreenshot(&buf, 100).Do(ctx); err != nil {
-					return err
-				}
-				if err := os.WriteFile(filepath.Join(artifacts, name+w.suffix+".png"), buf, 0o644); err != nil {
-					return err
-				}
-			}
-			return chromedp.EmulateViewport(1280, 800).Do(ctx)
-		})
-	}
-	submit := func(button, ready string) chromedp.Tasks {
-		return chromedp.Tasks{
-			chromedp.Evaluate(`window.stalePage = true`, nil),
-			chromedp.Click(button),
-			chromedp.ActionFunc(func(ctx context.Context) error {
-				js := fmt.Sprintf(`!window.stalePage && document.readyState === 'complete' && document.querySelector(%q) !== null`, ready)
-				for {
-					var ok bool
-					if err := chromedp.Evaluate(js, &ok).Do(ctx); err == nil && ok {
-						return nil
-					}
-					select {
-					case <-ctx.Done():
-						return fmt.Errorf("no new page with %s after clicking %s: %w", ready, button, ctx.Err())
-					case <-time.After(50 * time.Millisecond):
-					}
-				}
-			}),
-		}
-	}
-	login := func(email, password string) chromedp.Tasks {
-		return chromedp.Tasks{
-			chromedp.Navigate(b.url + "/login"), chromedp.WaitVisible(`input[name=email]`),
-			chromedp.SendKeys(`input[name=email]`, email), chromedp.SendKeys(`input[name=password]`, password),
-			submit(`button[type=submit]`, `main`),
-		}
-	}
+	shots := func(name string) chromedp.Action { return screenshot(artifacts, name, 1280, 390) }
+	login := b.login
 	var badText, badCount, groupURL, found string
 	err = chromedp.Run(ctx,
 		login(seed.AdminEmail, seed.AdminPassword),

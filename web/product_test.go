@@ -49,6 +49,25 @@ func TestProductAPIRefusals(t *testing.T) {
 		{"deactivate unknown member", "admin", "POST", "/api/admin/members/999999/deactivate", ``, nil, 404, "not_found", ""},
 		{"search too long", "admin", "GET", "/api/admin/members?q=" + strings.Repeat("a", 101), ``, nil, 422, "invalid", "q"},
 	}
+	// Every new admin route refuses a member and an anonymous caller (a
+	// body-less unsafe request without a bearer token is refused before
+	// that, 415, by the same-site JSON rule; these send {}).
+	for _, r := range []struct{ method, path, body string }{
+		{"GET", "/api/admin/packages/1", ""}, {"PATCH", "/api/admin/packages/1", `{"name":"x"}`}, {"POST", "/api/admin/packages/1/retire", "{}"},
+		{"GET", "/api/admin/user-groups", ""}, {"POST", "/api/admin/user-groups", `{"name":"x"}`}, {"GET", "/api/admin/user-groups/1", ""},
+		{"PATCH", "/api/admin/user-groups/1", `{"name":"x"}`}, {"GET", "/api/admin/user-groups/1/members", ""},
+		{"POST", "/api/admin/user-groups/1/members", `{"user_ids":[2]}`}, {"DELETE", "/api/admin/user-groups/1/members/2", "{}"},
+		{"GET", "/api/admin/members", ""}, {"GET", "/api/admin/members/2", ""},
+		{"POST", "/api/admin/members/2/deactivate", "{}"}, {"POST", "/api/admin/members/2/reactivate", "{}"},
+	} {
+		calls = append(calls,
+			call{r.method + " " + r.path + " as a member", "user", r.method, r.path, r.body, nil, 403, "forbidden", ""},
+			call{r.method + " " + r.path + " anonymous", "", r.method, r.path, r.body, nil, 401, "unauthenticated", ""})
+	}
+	for _, path := range []string{"/api/me/bookings", "/api/me/notifications"} {
+		calls = append(calls, call{path + " anonymous", "", "GET", path, ``, nil, 401, "unauthenticated", ""},
+			call{path + " as the admin token", "admin", "GET", path, ``, nil, 403, "forbidden", ""})
+	}
 	before := b.counts(t)
 	for _, c := range calls {
 		status, body, _ := b.do(t, user, c)

@@ -5,19 +5,19 @@ import (
 	"bytes"
 	"compress/flate"
 	"context"
-	"encoding/csv"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/xuri/excelize/v2"
+
+	"github.com/passbatch/passbatch/internal/testenv"
 )
 
 func TestCRC32Combine(t *testing.T) {
@@ -249,31 +249,13 @@ func TestWorkbookZip64(t *testing.T) {
 // TestWorkbookOpensInLibreOffice converts the workbook to CSV with
 // LibreOffice (when soffice is installed) and compares every cell.
 func TestWorkbookOpensInLibreOffice(t *testing.T) {
-	soffice, err := exec.LookPath("soffice")
-	if err != nil {
-		t.Skip("LibreOffice is not installed (apt-get install libreoffice-calc-nogui)")
-	}
-	dir := t.TempDir()
 	var out bytes.Buffer
 	if _, err := Write(context.Background(), &out, cols, []Part{memPart(t, 1, 40), memPart(t, 40, 61)}, MaxRows); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "book.xlsx"), out.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(soffice, "--headless", "-env:UserInstallation=file://"+dir+"/profile",
-		"--convert-to", "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,false,false", "--outdir", dir, filepath.Join(dir, "book.xlsx"))
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("soffice: %v\n%s", err, b)
-	}
-	f, err := os.Open(filepath.Join(dir, "book.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	recs, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
+	recs, ok := testenv.LibreOfficeCSV(t, out.Bytes())
+	if !ok {
+		t.Skip("LibreOffice is not installed (apt-get install libreoffice-calc-nogui)")
 	}
 	if len(recs) != 61 || strings.Join(recs[0], "|") != "id|name|ok|at (Asia/Seoul)|note" {
 		t.Fatalf("%d rows, header %v", len(recs), recs[0])
