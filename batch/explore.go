@@ -128,7 +128,11 @@ func (e *Engine) Execution(ctx context.Context, id int64) (*ExecutionDetail, err
 	if err := e.stepDetails(ctx, d); err != nil {
 		return nil, err
 	}
-	if d.Transitions, err = e.FlowPath(ctx, id); err != nil && !errors.Is(err, ErrUnknownJob) {
+	steps := make(map[string]*StepExecution, len(d.Steps))
+	for i := range d.Steps {
+		steps[d.Steps[i].StepName] = &d.Steps[i].StepExecution
+	}
+	if d.Transitions, err = e.flowPath(ctx, je, steps); err != nil && !errors.Is(err, ErrUnknownJob) {
 		return nil, err
 	}
 	if !Running(je.Status) {

@@ -260,15 +260,21 @@ func (e *Engine) FlowPath(ctx context.Context, jeID int64) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	job, err := e.reg.Job(je.Instance.JobName)
-	if err != nil {
-		return nil, err
-	}
 	steps, err := topSteps(ctx, e.db, jeID)
 	if err != nil {
 		return nil, err
 	}
-	earlier, err := completedEarlier(ctx, e.db, je.JobInstanceID, jeID)
+	return e.flowPath(ctx, je, steps)
+}
+
+// flowPath is FlowPath over the execution and top-level steps already
+// loaded.
+func (e *Engine) flowPath(ctx context.Context, je *JobExecution, steps map[string]*StepExecution) ([]string, error) {
+	job, err := e.reg.Job(je.Instance.JobName)
+	if err != nil {
+		return nil, err
+	}
+	earlier, err := completedEarlier(ctx, e.db, je.JobInstanceID, je.JobExecutionID)
 	if err != nil {
 		return nil, err
 	}

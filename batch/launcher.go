@@ -305,7 +305,7 @@ func (e *Engine) Recover(ctx context.Context, jeID int64, liveFor time.Duration)
 		var live []string
 		if err := tx.NewRaw(`SELECT DISTINCT w.worker_id FROM batch_step_execution s JOIN batch_worker w ON w.worker_id = s.worker_id
 			WHERE s.job_execution_id = ? AND s.status IN (?, ?, ?) AND w.heartbeat_at > clock_timestamp() - ?::interval`,
-			jeID, StatusStarting, StatusStarted, StatusStopping, fmt.Sprintf("%d milliseconds", liveFor.Milliseconds())).Scan(ctx, &live); err != nil {
+			jeID, StatusStarting, StatusStarted, StatusStopping, interval(liveFor)).Scan(ctx, &live); err != nil {
 			return fmt.Errorf("find live workers of execution %d: %w", jeID, err)
 		}
 		if len(live) > 0 {

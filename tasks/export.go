@@ -182,11 +182,12 @@ const exportRowsPerPartition = 25_000
 // launch's partitions=N), at most one per exportRowsPerPartition rows of
 // the export when the launch does not name it.
 func exportPartitions(ctx context.Context, d Deps, sc *batch.StepContext, e *models.Export) int {
+	_, named := sc.Params[batch.ParamPartitions]
 	n := d.Partitions
-	if _, named := sc.Params[batch.ParamPartitions]; named || n < 1 {
+	if named || n < 1 {
 		n = sc.Partitions(ctx)
 	}
-	if _, named := sc.Params[batch.ParamPartitions]; !named && e.TotalRows != nil {
+	if !named && e.TotalRows != nil {
 		n = min(n, max(1, int((*e.TotalRows+exportRowsPerPartition-1)/exportRowsPerPartition)))
 	}
 	return n

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -261,14 +262,10 @@ func (s *server) pageGroupAdd(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	// One user_id per ticked box.
 	var ids []int64
-	for _, v := range strings.Split(string(c.Request().PostArgs().Peek("user_id")), ",") {
-		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
-			ids = append(ids, n)
-		}
-	}
 	for _, v := range c.Request().PostArgs().PeekMulti("user_id") {
-		if n, err := strconv.ParseInt(string(v), 10, 64); err == nil && !contains64(ids, n) {
+		if n, err := strconv.ParseInt(string(v), 10, 64); err == nil && !slices.Contains(ids, n) {
 			ids = append(ids, n)
 		}
 	}
@@ -277,15 +274,6 @@ func (s *server) pageGroupAdd(c *fiber.Ctx) error {
 		return s.redirectError(c, back+"?q="+url.QueryEscape(c.FormValue("q")), err)
 	}
 	return c.Redirect(back)
-}
-
-func contains64(s []int64, v int64) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *server) pageGroupRemove(c *fiber.Ctx) error {
