@@ -24,27 +24,33 @@ type flowState struct {
 type flowEnd struct {
 	status    Status
 	exit, msg string
+	restartAt string // StopAndRestart: the node a restart begins at
 }
 
 // outcome is how a node ended.
 type outcome struct {
-	status  Status
-	exit    string
-	msg     string
-	earlier bool // it ended in an earlier execution of the instance
+	status Status
+	exit   string
+	msg    string
 }
 
-// walkFlow reads the flow against the step executions so far, from the
-// first node: a node that ended (now, or COMPLETED in an earlier execution
-// of the instance) is routed by its exit status, through its matching
-// transition or the default (COMPLETED: the next untargeted node; FAILED
-// or STOPPED: the job ends so). The walk stops at the first node still to
-// run or running. The flow has no cycles (validateFlow).
-func walkFlow(job *Job, steps map[string]*StepExecution, earlier map[string]*StepExecution) flowState {
+// walkFlow reads the flow against the step executions so far, from node
+// start (the first, or where an earlier execution's StopAndRestart said):
+// a node that ended (now, or COMPLETED in an earlier execution of the
+// instance) is routed by its exit status, through its matching transition
+// or the default (COMPLETED: the next untargeted node; FAILED or STOPPED:
+// the job ends so). The walk stops at the first node still to run or
+// running. validateFlow keeps the flow free of cycles; a walk that visits
+// more nodes than the flow has fails the job all the same.
+func walkFlow(job *Job, steps map[string]*StepExecution, earlier map[string]*StepExecution, start int) flowState {
 	var st flowState
 	var routed []string // failures a transition handled, for a later Fail
 	lastExit := ExitCompleted
-	for i := 0; i >= 0 && i < len(job.Flow); {
+	for i, visits := start, 0; i >= 0 && i < len(job.Flow); visits++ {
+		if visits > len(job.Flow) {
+			st.failures = append(st.failures, "the flow loops: a node was reached twice")
+			return st
+		}
 		node := job.Flow[i]
 		out, ok := nodeOutcome(node, steps, earlier, &st)
 		if !ok {
@@ -66,11 +72,8 @@ func walkFlow(job *Job, steps map[string]*StepExecution, earlier map[string]*Ste
 				st.end = &flowEnd{status: StatusFailed, exit: ExitFailed, msg: strings.Join(append(routed,
 					fmt.Sprintf("%s ended %s: the flow fails the job", node.nodeName(), out.exit)), "; ")}
 			case targetStop:
-				if out.earlier { // the restart after the stop: resume where it said
-					i = job.nodeIndex(t.to.name)
-					continue
-				}
-				st.end = &flowEnd{status: StatusStopped, exit: ExitStopped, msg: fmt.Sprintf("%s ended %s: stopped; a restart begins at %s", node.nodeName(), out.exit, t.to.name)}
+				st.end = &flowEnd{status: StatusStopped, exit: ExitStopped, restartAt: t.to.name,
+					msg: fmt.Sprintf("%s ended %s: stopped; a restart begins at %s", node.nodeName(), out.exit, t.to.name)}
 			}
 			return st
 		}
@@ -113,7 +116,7 @@ func nodeOutcome(node Node, steps, earlier map[string]*StepExecution, st *flowSt
 func stepOutcome(s *Step, steps, earlier map[string]*StepExecution, st *flowState) (outcome, bool) {
 	if prev, ok := earlier[s.name]; ok && !s.allowStartIfComplete {
 		st.last = prev
-		return outcome{status: StatusCompleted, exit: prev.ExitCode, earlier: true}, true
+		return outcome{status: StatusCompleted, exit: prev.ExitCode}, true
 	}
 	se, ok := steps[s.name]
 	switch {
@@ -206,7 +209,11 @@ func (e *Engine) advance(ctx context.Context, jeID int64) error {
 	if err != nil {
 		return err
 	}
-	st := walkFlow(job, steps, earlier)
+	start, err := e.restartPoint(ctx, job, je)
+	if err != nil {
+		return err
+	}
+	st := walkFlow(job, steps, earlier, start)
 	switch {
 	case st.running:
 		// Wait for the running steps; parallel flows of a split whose next
@@ -220,6 +227,11 @@ func (e *Engine) advance(ctx context.Context, jeID int64) error {
 	case st.stopped || je.Status == StatusStopping:
 		return e.finishJob(ctx, jeID, StatusStopped, ExitStopped, "stopped")
 	case st.end != nil:
+		if st.end.restartAt != "" {
+			if err := e.saveRestartPoint(ctx, jeID, st.end.restartAt); err != nil {
+				return err
+			}
+		}
 		return e.finishJob(ctx, jeID, st.end.status, st.end.exit, st.end.msg)
 	case je.Status == StatusStarting:
 		return e.enqueueJob(ctx, je)
@@ -231,6 +243,39 @@ func (e *Engine) advance(ctx context.Context, jeID int64) error {
 	default:
 		return e.startSteps(ctx, je, st.toStart)
 	}
+}
+
+// restartKey holds, in a job execution's context, the node a StopAndRestart
+// transition named for the next execution of the instance to begin at.
+const restartKey = "batch.restart_at"
+
+// saveRestartPoint records where the next execution begins.
+func (e *Engine) saveRestartPoint(ctx context.Context, jeID int64, node string) error {
+	if _, err := e.db.NewRaw(`UPDATE batch_job_execution_context SET short_context = (CASE WHEN short_context LIKE '{%' THEN short_context::jsonb ELSE '{}'::jsonb END || jsonb_build_object(?::text, ?::text))::text
+		WHERE job_execution_id = ?`, restartKey, node, jeID).Exec(ctx); err != nil {
+		return fmt.Errorf("record the restart point of execution %d: %w", jeID, err)
+	}
+	return nil
+}
+
+// restartPoint is the node an execution begins at: the one the latest
+// earlier execution of its instance that stopped through StopAndRestart
+// named, or the first.
+func (e *Engine) restartPoint(ctx context.Context, job *Job, je *JobExecution) (int, error) {
+	if !job.stopsAndRestarts() {
+		return 0, nil
+	}
+	var at []string
+	if err := e.db.NewRaw(`SELECT c.short_context::jsonb ->> ? FROM batch_job_execution_context c
+		JOIN batch_job_execution e ON e.job_execution_id = c.job_execution_id
+		WHERE e.job_instance_id = ? AND e.job_execution_id < ? AND c.short_context LIKE '{%' AND (c.short_context::jsonb ->> ?) IS NOT NULL
+		ORDER BY e.job_execution_id DESC LIMIT 1`, restartKey, je.JobInstanceID, je.JobExecutionID, restartKey).Scan(ctx, &at); err != nil {
+		return 0, fmt.Errorf("find the restart point of execution %d: %w", je.JobExecutionID, err)
+	}
+	if len(at) == 0 {
+		return 0, nil
+	}
+	return max(job.nodeIndex(at[0]), 0), nil
 }
 
 // decide runs a decider and records its choice as a COMPLETED step
@@ -254,7 +299,7 @@ func (e *Engine) decide(ctx context.Context, je *JobExecution, d *Decider, last 
 }
 
 // FlowPath lists the transitions an execution's flow has taken so far,
-// "load -[FAILED]-> recover", for the jobs page and ptctl.
+// "load -[FAILED]-> recover" (Execution's Transitions hold the same).
 func (e *Engine) FlowPath(ctx context.Context, jeID int64) ([]string, error) {
 	je, err := loadJobExecution(ctx, e.db, jeID)
 	if err != nil {
@@ -278,7 +323,11 @@ func (e *Engine) flowPath(ctx context.Context, je *JobExecution, steps map[strin
 	if err != nil {
 		return nil, err
 	}
-	return walkFlow(job, steps, earlier).path, nil
+	start, err := e.restartPoint(ctx, job, je)
+	if err != nil {
+		return nil, err
+	}
+	return walkFlow(job, steps, earlier, start).path, nil
 }
 
 // startSteps enqueues the step tasks of steps, which have no execution yet.

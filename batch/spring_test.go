@@ -423,3 +423,40 @@ func TestRecover(t *testing.T) {
 	requireStatus(t, b.wait(t, next.JobExecutionID, time.Minute), batch.StatusCompleted)
 	requireAllOnce(t, b.db, rows)
 }
+
+// TestStopAndRestartAfterFailure: a step routed to StopAndRestart on
+// FAILED stops the job; the restart begins at the named step and does not
+// run the failed one again. A StopAndRestart back to the stopping node or
+// before it is refused when the job is registered (a restart would come
+// back to the stop).
+func TestStopAndRestartAfterFailure(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	x := batch.NewTasklet("x", func(context.Context, bun.Tx, *batch.StepContext) (batch.RepeatStatus, error) {
+		calls.Add(1)
+		return batch.Finished, errors.New("needs a person")
+	}).On("FAILED", batch.StopAndRestart("g"))
+	b := setup(t, 0, &batch.Job{Name: "handoff", Flow: []batch.Node{x, ranStep("g")}})
+	b.createRan(t)
+	b.startWorkers(t, 1, 2)
+	id := b.launch(t, "handoff")
+	if je := b.wait(t, id, time.Minute); je.Status != batch.StatusStopped || !strings.Contains(je.ExitMessage, "a restart begins at g") {
+		t.Fatalf("first execution %s %q, want STOPPED to restart at g", je.Status, je.ExitMessage)
+	}
+	next, err := b.engine.Restart(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireStatus(t, b.wait(t, next.JobExecutionID, time.Minute), batch.StatusCompleted)
+	if got := b.ranSteps(t, next.JobExecutionID); got != "g" || calls.Load() != 1 {
+		t.Fatalf("restart ran %q, x called %d times; want g alone and x once", got, calls.Load())
+	}
+	back := func() (err any) {
+		defer func() { err = recover() }()
+		batch.NewRegistry(&batch.Job{Name: "loop", Flow: []batch.Node{ranStep("a"), ranStep("b").On("*", batch.StopAndRestart("a"))}})
+		return nil
+	}()
+	if !strings.Contains(fmt.Sprint(back), "does not come after it") {
+		t.Fatalf("a backward StopAndRestart registered: %v", back)
+	}
+}

@@ -3,7 +3,6 @@ package batch
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/uptrace/bun"
@@ -45,8 +44,9 @@ func EndWith(exit string) Target { return Target{kind: targetEnd, exit: exit} }
 // Fail ends the job FAILED (it can be restarted).
 func Fail() Target { return Target{kind: targetFail} }
 
-// StopAndRestart ends the job STOPPED; a restart begins at the node named
-// name.
+// StopAndRestart ends the job STOPPED; the next execution of the instance
+// begins at the node named name, which must come after the stopping node
+// in the flow (the nodes before it are not walked again).
 func StopAndRestart(name string) Target { return Target{kind: targetStop, name: name} }
 
 func (t Target) String() string {
@@ -77,25 +77,25 @@ func (r *rules) add(pattern string, to Target) {
 }
 
 // match picks the transition for exit: the most specific matching pattern
-// (fewest wildcards, then the longest), as Spring Batch orders them.
+// (fewest wildcards, then the longest; the first declared on a tie), as
+// Spring Batch orders them.
 func (r *rules) match(exit string) (flowRule, bool) {
-	cands := make([]flowRule, 0, len(r.on))
+	best, found := flowRule{}, false
 	for _, t := range r.on {
-		if matchExit(t.pattern, exit) {
-			cands = append(cands, t)
+		if matchExit(t.pattern, exit) && (!found || moreSpecific(t.pattern, best.pattern)) {
+			best, found = t, true
 		}
 	}
-	if len(cands) == 0 {
-		return flowRule{}, false
+	return best, found
+}
+
+// moreSpecific reports whether pattern a is more specific than b.
+func moreSpecific(a, b string) bool {
+	wa, wb := strings.Count(a, "*")+strings.Count(a, "?"), strings.Count(b, "*")+strings.Count(b, "?")
+	if wa != wb {
+		return wa < wb
 	}
-	sort.SliceStable(cands, func(i, j int) bool {
-		wi, wj := strings.Count(cands[i].pattern, "*")+strings.Count(cands[i].pattern, "?"), strings.Count(cands[j].pattern, "*")+strings.Count(cands[j].pattern, "?")
-		if wi != wj {
-			return wi < wj
-		}
-		return len(cands[i].pattern) > len(cands[j].pattern)
-	})
-	return cands[0], true
+	return len(a) > len(b)
 }
 
 // matchExit matches an exit status against a pattern where * is any run of
@@ -188,12 +188,18 @@ func (j *Job) validateFlow() error {
 			return fmt.Errorf("batch: job %q: decider %q needs a decision and transitions", j.Name, d.name)
 		}
 	}
-	for _, n := range j.Flow {
+	for i, n := range j.Flow {
 		for _, t := range n.nodeRules().on {
-			if t.to.kind == targetNode || t.to.kind == targetStop {
-				if _, ok := index[t.to.name]; !ok {
-					return fmt.Errorf("batch: job %q: %s on %q goes to unknown node %q", j.Name, n.nodeName(), t.pattern, t.to.name)
-				}
+			if t.to.kind != targetNode && t.to.kind != targetStop {
+				continue
+			}
+			to, ok := index[t.to.name]
+			if !ok {
+				return fmt.Errorf("batch: job %q: %s on %q goes to unknown node %q", j.Name, n.nodeName(), t.pattern, t.to.name)
+			}
+			if t.to.kind == targetStop && to <= i {
+				// A restart begins there and would come back to the stop.
+				return fmt.Errorf("batch: job %q: %s on %q stops and restarts at %q, which does not come after it", j.Name, n.nodeName(), t.pattern, t.to.name)
 			}
 		}
 	}
@@ -236,6 +242,18 @@ func (j *Job) successors(i int, index map[string]int) []int {
 		}
 	}
 	return out
+}
+
+// stopsAndRestarts reports whether some transition is a StopAndRestart.
+func (j *Job) stopsAndRestarts() bool {
+	for _, n := range j.Flow {
+		for _, t := range n.nodeRules().on {
+			if t.to.kind == targetStop {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // targeted reports whether a transition goes to the node named name: such
