@@ -49,7 +49,8 @@ func ExportJob(d Deps) *batch.Job {
 			batch.NewTasklet("count", countExport),
 			batch.NewChunk("parts", exportParts(d)),
 			batch.NewIOTasklet("merge", mergeStep(d)).WithRetry(batch.RetryPolicy{Limit: 3}).On("FAILED", batch.To("cleanup")),
-			batch.NewIOTasklet("cleanup", cleanupParts(d)).On("*", batch.Fail()),
+			// It runs again after each failed merge, restarts included.
+			batch.NewIOTasklet("cleanup", cleanupParts(d)).AllowStartIfComplete().On("*", batch.Fail()),
 		},
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -121,5 +122,9 @@ func mergeXLSX(ctx context.Context, store storage.Store, parts []storage.Info, k
 			cols[i] = workbook.Column{Name: c + " (" + models.Seoul.String() + ")", Width: 28}
 		}
 	}
-	return workbook.Write(ctx, w, cols, segs, int64(maxRows))
+	n, err := workbook.Write(ctx, w, cols, segs, int64(maxRows))
+	if errors.Is(err, workbook.ErrCorruptPart) {
+		err = fmt.Errorf("%w: %w", errBadPart, err) // cleanup knows this one
+	}
+	return n, err
 }

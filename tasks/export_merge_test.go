@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -135,5 +136,65 @@ func TestExportPartitions(t *testing.T) {
 		if got := exportPartitions(ctx, Deps{Partitions: c.setting}, &batch.StepContext{Params: c.params}, c.e); got != c.want {
 			t.Errorf("setting %d, params %v, rows %v: %d partitions, want %d", c.setting, c.params, c.e.TotalRows, got, c.want)
 		}
+	}
+}
+
+// TestCorruptXLSXPartIsABadPart: a part whose rows do not match its header
+// fails the XLSX merge as a bad part (what cleanup looks for), not as an
+// error a restart could get past.
+func TestCorruptXLSXPartIsABadPart(t *testing.T) {
+	ctx := context.Background()
+	store, err := storage.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := exportKinds["bookings"]
+	rows := make([][]string, 8)
+	for i := range rows {
+		rows[i] = []string{fmt.Sprint(i + 1), "7", "김민지", "3", "COMPLETED", "true", "false", "", "", ""}
+	}
+	if err := writePart(ctx, store, "exports/3/parts/0/0.part", "xlsx", k, rows); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := store.Open(ctx, "exports/3/parts/0/0.part")
+	body, _ := io.ReadAll(f)
+	f.Close()
+	h, _ := decodePartHeader(body[:partHeaderLen])
+	h.rows = 100 // the header claims more rows than the payload holds
+	if _, err := store.Put(ctx, "exports/3/parts/0/0.part", io.MultiReader(bytes.NewReader(h.encode()), bytes.NewReader(body[partHeaderLen:]))); err != nil {
+		t.Fatal(err)
+	}
+	parts, _ := store.List(ctx, "exports/3/parts/")
+	if _, err := mergeXLSX(ctx, store, parts, k, io.Discard, 10); !errors.Is(err, errBadPart) {
+		t.Fatalf("merge of a corrupt part: %v, want errBadPart", err)
+	}
+}
+
+// TestRunningExportProgressAcrossRestarts: a restarted export counts the
+// rows its earlier execution wrote, since its partitions resume from their
+// checkpoints.
+func TestRunningExportProgressAcrossRestarts(t *testing.T) {
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, `INSERT INTO batch_job_instance (job_instance_id, version, job_name, job_key) VALUES (1, 0, 'export', 'k'), (2, 0, 'export', 'other');
+		INSERT INTO batch_job_execution (job_execution_id, version, job_instance_id, status, exit_code, exit_message) VALUES
+			(7, 0, 1, 'FAILED', 'FAILED', ''), (8, 0, 1, 'STARTED', 'EXECUTING', ''), (9, 0, 2, 'FAILED', 'FAILED', '');
+		INSERT INTO batch_step_execution (step_execution_id, version, step_name, job_execution_id, status, exit_code, exit_message) VALUES
+			(1, 0, 'parts', 7, 'FAILED', 'FAILED', ''), (2, 0, 'parts', 8, 'STARTED', 'EXECUTING', ''), (3, 0, 'parts', 9, 'FAILED', 'FAILED', '');
+		INSERT INTO batch_step_execution (step_execution_id, version, step_name, job_execution_id, parent_step_execution_id, partition_key, status, exit_code, exit_message, write_count) VALUES
+			(4, 0, 'parts:partition0', 7, 1, 'p0', 'COMPLETED', 'COMPLETED', '', 5000),
+			(5, 0, 'parts:partition1', 7, 1, 'p1', 'FAILED', 'FAILED', '', 2000),
+			(6, 0, 'parts:partition0', 8, 2, 'p0', 'COMPLETED', 'NOOP', '', 0),
+			(10, 0, 'parts:partition1', 8, 2, 'p1', 'STARTED', 'EXECUTING', '', 1500),
+			(11, 0, 'parts:partition0', 9, 3, 'p0', 'FAILED', 'FAILED', '', 999);`); err != nil {
+		t.Fatal(err)
+	}
+	je := int64(8)
+	es := []models.Export{{ID: 1, Status: models.ExportRunning, JobExecutionID: &je}}
+	if err := FillWrittenRows(ctx, db.DB, es); err != nil {
+		t.Fatal(err)
+	}
+	if es[0].WrittenRows != 8500 {
+		t.Fatalf("written rows %d, want 8500 (5000 + 2000 before the restart, 1500 since; not the other instance's)", es[0].WrittenRows)
 	}
 }

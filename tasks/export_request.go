@@ -141,16 +141,23 @@ func FillWrittenRows(ctx context.Context, db bun.IDB, es []models.Export) error 
 		JobExecutionID int64 `bun:"job_execution_id"`
 		Written        int64 `bun:"written"`
 	}
-	if err := db.NewRaw(`SELECT job_execution_id, sum(write_count) AS written FROM batch_step_execution
-		WHERE job_execution_id IN (?) AND step_name LIKE 'parts:partition%' AND parent_step_execution_id IS NOT NULL GROUP BY job_execution_id`,
+	// A restart resumes its partitions from their checkpoints, so the
+	// rows written are the sum over every execution of the instance.
+	if err := db.NewRaw(`SELECT j.job_execution_id, sum(s.write_count) AS written FROM batch_job_execution j
+		JOIN batch_job_execution o ON o.job_instance_id = j.job_instance_id AND o.job_execution_id <= j.job_execution_id
+		JOIN batch_step_execution s ON s.job_execution_id = o.job_execution_id
+		WHERE j.job_execution_id IN (?) AND s.step_name LIKE 'parts:partition%' AND s.parent_step_execution_id IS NOT NULL
+		GROUP BY j.job_execution_id`,
 		bun.In(ids)).Scan(ctx, &sums); err != nil {
 		return fmt.Errorf("export progress: %w", err)
 	}
+	written := make(map[int64]int64, len(sums))
+	for _, s := range sums {
+		written[s.JobExecutionID] = s.Written
+	}
 	for i := range es {
-		for _, s := range sums {
-			if es[i].Status == models.ExportRunning && es[i].JobExecutionID != nil && *es[i].JobExecutionID == s.JobExecutionID {
-				es[i].WrittenRows = s.Written
-			}
+		if es[i].Status == models.ExportRunning && es[i].JobExecutionID != nil {
+			es[i].WrittenRows = written[*es[i].JobExecutionID]
 		}
 	}
 	return nil

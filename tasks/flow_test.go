@@ -103,7 +103,8 @@ func TestNotifyBeforeClassNoop(t *testing.T) {
 // TestExportCleanupAfterFailedMerge: a merge that fails goes to cleanup and
 // the job ends FAILED with the merge's reason. When the upload is what
 // failed, the parts stay and a restart finishes from them; when a part is
-// unreadable, no restart can use them and they are removed.
+// unreadable, no restart can use them and they are removed, by the
+// cleanup of the execution that found it (cleanup runs on every restart).
 func TestExportCleanupAfterFailedMerge(t *testing.T) {
 	t.Parallel()
 	bs := &brokenStore{match: ".csv"}
@@ -145,10 +146,23 @@ func TestExportCleanupAfterFailedMerge(t *testing.T) {
 		t.Fatalf("after the restart: export %s, %d parts", done, parts(e))
 	}
 
-	bs.garbage.Store(true) // the parts read back as garbage
+	// Another export fails its upload (parts kept); its restart then
+	// finds the parts unreadable: cleanup runs again in the restart and
+	// removes them.
+	bs.broken.Store(true)
 	e, je = launch("cancelled")
+	if cleanup := scan[string](t, b.db, "SELECT exit_code FROM batch_step_execution WHERE job_execution_id = ? AND step_name = 'cleanup'", je.JobExecutionID); cleanup != "PARTS KEPT" || parts(e) == 0 {
+		t.Fatalf("upload refused: cleanup %s, %d parts", cleanup, parts(e))
+	}
+	bs.broken.Store(false)
+	bs.garbage.Store(true) // the store is back, but the parts read back as garbage
+	re, err = b.engine.Restart(ctx, je.JobExecutionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	je = b.wait(t, re.JobExecutionID)
 	cleanup = scan[string](t, b.db, "SELECT exit_code FROM batch_step_execution WHERE job_execution_id = ? AND step_name = 'cleanup'", je.JobExecutionID)
 	if je.Status != batch.StatusFailed || cleanup != "PARTS REMOVED" || parts(e) != 0 || !strings.Contains(je.ExitMessage, "bad part file") {
-		t.Fatalf("unreadable parts: job %s %q, cleanup %s, %d parts left", je.Status, je.ExitMessage, cleanup, parts(e))
+		t.Fatalf("unreadable parts on the restart: job %s %q, cleanup %s, %d parts left", je.Status, je.ExitMessage, cleanup, parts(e))
 	}
 }
