@@ -141,6 +141,13 @@ func (e *Engine) ensureStep(ctx context.Context, env *stepEnv, step string) (*St
 	jeID := env.je.JobExecutionID
 	se := &StepExecution{StepName: step, JobExecutionID: jeID, Status: StatusStarting, ExitCode: ExitExecuting}
 	if limit := env.step.startLimit; limit > 0 {
+		// Count the earlier starts only for a start, not for every delivery.
+		if err := e.db.NewSelect().Model(se).
+			Where("job_execution_id = ? AND step_name = ? AND parent_step_execution_id IS NULL", jeID, step).Scan(ctx); err == nil {
+			return se, nil
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("load step execution %s: %w", step, err)
+		}
 		started, err := e.db.NewSelect().Model((*StepExecution)(nil)).
 			Join("JOIN batch_job_execution AS j ON j.job_execution_id = step_execution.job_execution_id").
 			Where("j.job_instance_id = ? AND j.job_execution_id < ?", env.je.JobInstanceID, jeID).

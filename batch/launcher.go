@@ -20,8 +20,10 @@ import (
 // execution returns ErrAlreadyComplete; one with a running execution returns
 // an *AlreadyRunningError; one whose last execution was ABANDONED returns
 // ErrAbandoned; one whose last execution FAILED or STOPPED is restarted (a
-// new execution that resumes it). The execution is created STARTING and its
-// batch:job task enqueued.
+// new execution that resumes it), unless the job has PreventRestart
+// (ErrNotRestartable). A job that declares Parameters refuses unknown keys
+// and wrong types (ErrInvalidParams) first. The execution is created
+// STARTING and its batch:job task enqueued.
 func (e *Engine) Launch(ctx context.Context, name string, p Params) (*JobExecution, error) {
 	job, p, err := e.prepareLaunch(name, p)
 	if err != nil {
@@ -117,7 +119,8 @@ func (e *Engine) launch(ctx context.Context, job *Job, p Params, next bool) (je 
 }
 
 // instanceFor finds or creates the job instance of p, locked for tx, and
-// refuses it by Spring's rules: complete, running or abandoned.
+// refuses it by Spring's rules: complete, running, abandoned, or failed or
+// stopped in a job that prevents restarts.
 func instanceFor(ctx context.Context, tx bun.Tx, job *Job, p Params) (*JobInstance, error) {
 	inst := &JobInstance{JobName: job.Name, JobKey: p.JobKey()}
 	// DO UPDATE (not NOTHING) so the row is returned and locked: concurrent
@@ -188,7 +191,9 @@ func createExecution(ctx context.Context, tx bun.Tx, job *Job, inst *JobInstance
 			id = "Y"
 		}
 		t := job.storedType(k)
-		rows = append(rows, JobExecutionParam{JobExecutionID: je.JobExecutionID, ParameterName: k, ParameterType: string(t), ParameterValue: storedValue(t, v.Value), Identifying: id})
+		// Values are as prepareLaunch left them (dates in UTC), or as a
+		// restart loaded them.
+		rows = append(rows, JobExecutionParam{JobExecutionID: je.JobExecutionID, ParameterName: k, ParameterType: string(t), ParameterValue: v.Value, Identifying: id})
 	}
 	if len(rows) > 0 {
 		if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {

@@ -146,14 +146,48 @@ func (s *Service) AddMembers(ctx context.Context, id int64, r MembersRequest) (*
 		if len(already) > 0 {
 			return fmt.Errorf("users %v are already members: %w", already, ErrConflict)
 		}
-		_, err := tx.NewRaw(`INSERT INTO user_group_mapping (user_group_id, user_id) SELECT DISTINCT ?, u FROM unnest(?::bigint[]) AS u`,
-			id, pgdialect.Array(r.UserIDs)).Exec(ctx)
-		return err
+		// A concurrent add of the same user commits first: nothing is
+		// inserted twice, and the request that lost is a conflict.
+		res, err := tx.NewRaw(`INSERT INTO user_group_mapping (user_group_id, user_id) SELECT DISTINCT ?, u FROM unnest(?::bigint[]) AS u
+			ON CONFLICT DO NOTHING`, id, pgdialect.Array(r.UserIDs)).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("add members: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != int64(distinct(r.UserIDs)) {
+			return fmt.Errorf("some of users %v were added meanwhile: %w", r.UserIDs, ErrConflict)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return s.Group(ctx, id)
+}
+
+// distinct counts the different ids.
+func distinct(ids []int64) int {
+	seen := make(map[int64]bool, len(ids))
+	for _, id := range ids {
+		seen[id] = true
+	}
+	return len(seen)
+}
+
+// InGroup says which of ids are members of group id.
+func (s *Service) InGroup(ctx context.Context, id int64, ids []int64) (map[int64]bool, error) {
+	in := map[int64]bool{}
+	if len(ids) == 0 {
+		return in, nil
+	}
+	var members []int64
+	if err := s.DB.NewRaw("SELECT user_id FROM user_group_mapping WHERE user_group_id = ? AND user_id = ANY(?)", id, pgdialect.Array(ids)).
+		Scan(ctx, &members); err != nil {
+		return nil, fmt.Errorf("members of group %d: %w", id, err)
+	}
+	for _, m := range members {
+		in[m] = true
+	}
+	return in, nil
 }
 
 // RemoveMember takes user userID out of group id.

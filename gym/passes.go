@@ -3,7 +3,10 @@ package gym
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
+
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/passbatch/passbatch/models"
 )
@@ -50,20 +53,24 @@ func (s *Service) passDetails(ctx context.Context, userID int64, passes []Pass) 
 	if len(passes) == 0 {
 		return nil
 	}
+	ids := make([]string, len(passes))
+	for i, p := range passes {
+		ids[i] = strconv.FormatInt(p.ID, 10)
+	}
 	var notices []Notice
 	if err := s.DB.NewRaw(`SELECT `+noticeColumns+` FROM notification n
-		WHERE n.user_id = ? AND n.dedup_key LIKE 'before-expiry:pass:%' ORDER BY n.id DESC LIMIT 500`, userID).Scan(ctx, &notices); err != nil {
+		WHERE n.user_id = ? AND n.dedup_key LIKE 'before-expiry:pass:%' AND split_part(n.dedup_key, ':', 3) = ANY(?)
+		ORDER BY n.id DESC`, userID, pgdialect.Array(ids)).Scan(ctx, &notices); err != nil {
 		return fmt.Errorf("notices about passes: %w", err)
+	}
+	about := map[int64][]Notice{}
+	for _, n := range notices {
+		about[*n.PassID] = append(about[*n.PassID], n)
 	}
 	today := dayOf(s.now())
 	for i := range passes {
 		p := &passes[i]
-		p.Notices = []Notice{}
-		for _, n := range notices {
-			if n.PassID != nil && *n.PassID == p.ID {
-				p.Notices = append(p.Notices, n)
-			}
-		}
+		p.Notices = append([]Notice{}, about[p.ID]...)
 		if p.EndedAt != nil && p.Status != models.PassExpired {
 			if d := int(dayOf(*p.EndedAt).Sub(today).Hours() / 24); d >= 0 {
 				p.DaysLeft = &d

@@ -199,7 +199,7 @@ func (s *server) pageJobs(c *fiber.Ctx) error {
 }
 
 func (s *server) pageLaunch(c *fiber.Ctx) error {
-	je, err := s.gym.Launch(c.UserContext(), c.Params("name"), batch.Params{}, c.FormValue("next") == "1")
+	je, err := s.gym.Launch(c.UserContext(), c.Params("name"), batch.Params{}, c.FormValue("new_instance") == "1")
 	if err != nil {
 		return s.redirectError(c, "/admin/jobs", err)
 	}

@@ -104,7 +104,7 @@ func (s *server) render(c *fiber.Ctx, tmpl, title string, m fiber.Map) error {
 	m["Me"] = who(c)
 	m["CSRF"] = s.csrfToken(c)
 	m["Path"] = c.Path()
-	m["URI"] = string(c.Request().URI().RequestURI())
+	m["URI"] = backTo(c)
 	return c.Render(tmpl, m, "layout")
 }
 
@@ -189,6 +189,18 @@ func (s *server) pageRoutes(app *fiber.App) {
 	admin.Post("/executions/:id/:action", s.pageControl)
 	admin.Get("/exports", s.pageExports)
 	admin.Post("/exports", s.pageExportCreate)
+}
+
+// backTo is where the language switch returns: this page, or after a
+// refused form (a POST) the page the form was on.
+func backTo(c *fiber.Ctx) string {
+	if c.Method() == fiber.MethodGet {
+		return string(c.Request().URI().RequestURI())
+	}
+	if u, err := url.Parse(c.Get(fiber.HeaderReferer)); err == nil {
+		return safeNext(u.RequestURI())
+	}
+	return ""
 }
 
 // safeNext keeps a post-login redirect on this site: a path of ours, with

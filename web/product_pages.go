@@ -37,6 +37,15 @@ func (s *server) productPageRoutes(pages, admin fiber.Router) {
 	admin.Post("/members/:id/:action", s.pageMemberActive)
 }
 
+// optionalID is the :id of an edit route, or 0 on a create route; an id
+// that is not one is 404.
+func optionalID(c *fiber.Ctx) (int64, error) {
+	if c.Params("id") == "" {
+		return 0, nil
+	}
+	return pathID(c, "id")
+}
+
 // formErrors maps a field error to its field's message in the page's
 // language; any other error is returned as it is.
 func formErrors(c *fiber.Ctx, err error) (map[string]string, error) {
@@ -107,12 +116,7 @@ func packageForm(c *fiber.Ctx) (r gym.PackageRequest, problems []*gym.FieldError
 }
 
 func hasField(errs []*gym.FieldError, field string) bool {
-	for _, e := range errs {
-		if e.Field == field {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(errs, func(e *gym.FieldError) bool { return e.Field == field })
 }
 
 // problemMap is problems by field, in the page's language.
@@ -143,7 +147,10 @@ func (s *server) renderPackages(c *fiber.Ctx, errs map[string]string, form fiber
 // (POST /admin/packages/:id).
 func (s *server) pagePackageSave(c *fiber.Ctx) error {
 	r, problems := packageForm(c)
-	id, _ := strconv.ParseInt(c.Params("id"), 10, 64)
+	id, err := optionalID(c)
+	if err != nil {
+		return err
+	}
 	errs := problemMap(c, problems)
 	if len(problems) == 0 {
 		var err error
@@ -189,7 +196,10 @@ func (s *server) renderGroups(c *fiber.Ctx, errs map[string]string, form fiber.M
 // pageGroupSave creates a group (POST /admin/groups) or edits one.
 func (s *server) pageGroupSave(c *fiber.Ctx) error {
 	r := gym.GroupRequest{Name: c.FormValue("name"), Description: c.FormValue("description")}
-	id, _ := strconv.ParseInt(c.Params("id"), 10, 64)
+	id, err := optionalID(c)
+	if err != nil {
+		return err
+	}
 	errs := problemMap(c, r.Problems())
 	if len(errs) == 0 {
 		var err error
@@ -249,9 +259,13 @@ func (s *server) renderGroup(c *fiber.Ctx, id int64, errs map[string]string, for
 	if errs != nil {
 		c.Status(fiber.StatusUnprocessableEntity)
 	}
-	in := map[int64]bool{}
-	for _, m := range members {
-		in[m.ID] = true
+	ids := make([]int64, len(found))
+	for i, m := range found {
+		ids[i] = m.ID
+	}
+	in, err := s.gym.InGroup(ctx, id, ids)
+	if err != nil {
+		return err
 	}
 	return s.render(c, "group", "groups", fiber.Map{"G": g, "Members": members, "Found": found, "In": in, "Q": c.Query("q"),
 		"Errors": errs, "Form": form, "Next": nextAfter(members, p, func(m gym.Member) int64 { return m.ID }), "Error": c.Query("error")})
@@ -315,14 +329,6 @@ func (s *server) pageMembers(c *fiber.Ctx) error {
 		"Next": nextAfter(members, p, func(m gym.Member) int64 { return m.ID }), "Paged": p.After > 0})
 }
 
-// nextAfter is the cursor of the next page, or 0 when this one is the last.
-func nextAfter[T any](items []T, p gym.Page, id func(T) int64) int64 {
-	if len(items) == 0 || len(items) < p.Limit {
-		return 0
-	}
-	return id(items[len(items)-1])
-}
-
 func (s *server) pageMember(c *fiber.Ctx) error {
 	id, err := pathID(c, "id")
 	if err != nil {
@@ -352,7 +358,7 @@ func (s *server) pageMemberActive(c *fiber.Ctx) error {
 }
 
 // pageClasses is a member's classes: the upcoming ones soonest first, then
-// the others latest first (paged by ?before=<unix seconds>_<id>), each
+// the others latest first (paged by ?before=<unix microseconds>_<id>), each
 // with its status, attendance, pass and whether a use was deducted.
 func (s *server) pageClasses(c *fiber.Ctx) error {
 	id := who(c)
@@ -367,7 +373,7 @@ func (s *server) pageClasses(c *fiber.Ctx) error {
 		if !ok || err1 != nil || err2 != nil || n <= 0 {
 			return invalid("before", "a cursor from this page")
 		}
-		cur = gym.ClassCursor{At: time.Unix(sec, 0), ID: n}
+		cur = gym.ClassCursor{At: time.UnixMicro(sec), ID: n}
 	}
 	ctx, now := c.UserContext(), s.o.Now()
 	var upcoming []gym.Booking
@@ -385,7 +391,7 @@ func (s *server) pageClasses(c *fiber.Ctx) error {
 	next := ""
 	if len(past) == per {
 		last := past[len(past)-1]
-		next = fmt.Sprintf("%d_%d", last.StartedAt.Unix(), last.ID)
+		next = fmt.Sprintf("%d_%d", last.StartedAt.UnixMicro(), last.ID)
 	}
 	return s.render(c, "classes", "myClasses", fiber.Map{"Upcoming": upcoming, "Past": past, "Next": next, "Paged": cur.ID > 0})
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/passbatch/passbatch/seed"
@@ -265,5 +266,43 @@ func TestLanguageSwitch(t *testing.T) {
 	}
 	if resp, _ := noFollow.Get(b.url + "/lang/fr"); resp == nil || resp.StatusCode != 404 {
 		t.Errorf("/lang/fr: %v, want 404", resp)
+	}
+}
+
+// TestAddMemberConcurrently: ten simultaneous adds of the same user to a
+// group: one succeeds, the others are conflicts, none is a server error,
+// and the user is in the group once.
+func TestAddMemberConcurrently(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	b.exec(t, `INSERT INTO user_group (id, name) VALUES (700, 'race'); INSERT INTO users (id, name, email) VALUES (701, 'r', 'r@example.com')`)
+	statuses := make(chan int, 10)
+	var wg sync.WaitGroup
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", b.url+"/api/admin/user-groups/700/members", strings.NewReader(`{"user_ids":[701]}`))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+adminToken)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for st := range statuses {
+		count[st]++
+	}
+	var n int
+	_ = b.db.NewRaw("SELECT count(*) FROM user_group_mapping WHERE user_group_id = 700").Scan(context.Background(), &n)
+	if count[200] != 1 || count[409] != 9 || n != 1 {
+		t.Fatalf("statuses %v, %d memberships; want one 200, nine 409 and one membership", count, n)
 	}
 }

@@ -74,8 +74,17 @@ func pathID(c *fiber.Ctx, name string) (int64, error) {
 // list is a page of items, with next_after when there may be more.
 func list[T any](items []T, next func(T) int64, p gym.Page) fiber.Map {
 	m := fiber.Map{"items": items}
-	if len(items) == p.Limit && p.Limit > 0 {
-		m["next_after"] = next(items[len(items)-1])
+	if n := nextAfter(items, p, next); n > 0 {
+		m["next_after"] = n
 	}
 	return m
+}
+
+// nextAfter is the cursor of the next page (the last item's id), or 0 when
+// this page is the last.
+func nextAfter[T any](items []T, p gym.Page, id func(T) int64) int64 {
+	if len(items) == 0 || len(items) < p.Limit {
+		return 0
+	}
+	return id(items[len(items)-1])
 }

@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -102,7 +103,7 @@ func (rw *RowWriter) text(s string, style int) {
 		rw.buf = strconv.AppendInt(rw.buf, int64(style), 10)
 		rw.buf = append(rw.buf, '"')
 	}
-	if s != "" && (s[0] == ' ' || s[len(s)-1] == ' ' || s[0] == '\t' || s[0] == '\n') {
+	if s != "" && (strings.IndexByte(" \t\n\r", s[0]) >= 0 || strings.IndexByte(" \t\n\r", s[len(s)-1]) >= 0) {
 		rw.buf = append(rw.buf, `><is><t xml:space="preserve">`...)
 	} else {
 		rw.buf = append(rw.buf, `><is><t>`...)
