@@ -142,29 +142,33 @@ func (e *Engine) enqueue(ctx context.Context, typ string, payload any, id, queue
 	return nil
 }
 
+// The task IDs (see the package doc): each names its work and generation.
+func jobTaskID(jeID int64, jeGen int) string { return fmt.Sprintf("job:%d:%d", jeID, jeGen) }
+func stepTaskID(jeID int64, jeGen int, step string, stepGen int) string {
+	return fmt.Sprintf("step:%d:%s:%d.%d", jeID, step, jeGen, stepGen)
+}
+func partitionTaskID(seID int64, gen int) string  { return fmt.Sprintf("partition:%d:%d", seID, gen) }
+func stepDoneTaskID(seID int64, jeGen int) string { return fmt.Sprintf("step-done:%d:%d", seID, jeGen) }
+
 // enqueueJob queues the execution's job task under its generation.
 func (e *Engine) enqueueJob(ctx context.Context, je *JobExecution) error {
-	return e.enqueue(ctx, TaskJob, jobPayload{je.JobExecutionID},
-		fmt.Sprintf("job:%d:%d", je.JobExecutionID, je.Generation), QueueControl, time.Minute)
+	return e.enqueue(ctx, TaskJob, jobPayload{je.JobExecutionID}, jobTaskID(je.JobExecutionID, je.Generation), QueueControl, time.Minute)
 }
 
 // enqueueStep queues a step task: jeGen is the job execution's generation,
 // stepGen the step execution's (0 before it exists).
 func (e *Engine) enqueueStep(ctx context.Context, jeID int64, jeGen int, step string, stepGen int) error {
-	return e.enqueue(ctx, TaskStep, stepPayload{jeID, step, stepGen},
-		fmt.Sprintf("step:%d:%s:%d.%d", jeID, step, jeGen, stepGen), QueueControl, e.opts.TaskTimeout)
+	return e.enqueue(ctx, TaskStep, stepPayload{jeID, step, stepGen}, stepTaskID(jeID, jeGen, step, stepGen), QueueControl, e.opts.TaskTimeout)
 }
 
 // enqueuePartition queues generation gen of partition seID.
 func (e *Engine) enqueuePartition(ctx context.Context, seID int64, gen int) error {
-	return e.enqueue(ctx, TaskPartition, stepExecPayload{seID, gen},
-		fmt.Sprintf("partition:%d:%d", seID, gen), QueuePartition, e.opts.TaskTimeout)
+	return e.enqueue(ctx, TaskPartition, stepExecPayload{seID, gen}, partitionTaskID(seID, gen), QueuePartition, e.opts.TaskTimeout)
 }
 
 // enqueueStepDone queues the aggregation of partitioned step seID.
 func (e *Engine) enqueueStepDone(ctx context.Context, seID int64, jeGen int) error {
-	return e.enqueue(ctx, TaskStepDone, stepExecPayload{StepExecutionID: seID},
-		fmt.Sprintf("step-done:%d:%d", seID, jeGen), QueueControl, time.Minute)
+	return e.enqueue(ctx, TaskStepDone, stepExecPayload{StepExecutionID: seID}, stepDoneTaskID(seID, jeGen), QueueControl, time.Minute)
 }
 
 // decode reads a task's payload. A malformed payload names no execution

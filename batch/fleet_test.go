@@ -101,13 +101,26 @@ func (b *bundle) startProc(t *testing.T, name string, env ...string) *workerProc
 // settings short enough for tests, until the test ends.
 func (b *bundle) runReconciler(t *testing.T) {
 	t.Helper()
+	b.runReconcilerEvery(t, 500*time.Millisecond, 3*time.Second)
+}
+
+// runReconcilerEvery runs the reconciler every tick with stale as its
+// StaleAfter, 3 s as its FailoverAfter and an Inspector of the test's
+// Redis, as the scheduler does, until the test ends.
+func (b *bundle) runReconcilerEvery(t *testing.T, tick, stale time.Duration) {
+	t.Helper()
+	opt, err := asynq.ParseRedisURI(b.redis.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	insp := asynq.NewInspector(opt)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		b.engine.RunReconciler(ctx, batch.ReconcileOptions{Every: 500 * time.Millisecond, StaleAfter: 3 * time.Second, FailoverAfter: 3 * time.Second})
+		b.engine.RunReconciler(ctx, batch.ReconcileOptions{Every: tick, StaleAfter: stale, FailoverAfter: 3 * time.Second, Inspector: insp})
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() { cancel(); <-done; insp.Close() })
 }
 
 // partitionCommits returns commit_count by partition step execution id for
@@ -466,7 +479,7 @@ func TestFailoverEndsOnlyTheDeadWorkersSessions(t *testing.T) {
 		return c
 	}()
 	defer aliveWorker.Close()
-	if _, err := b.engine.Failover(ctx, 5*time.Second); err != nil {
+	if _, err := b.engine.Failover(ctx, batch.ReconcileOptions{FailoverAfter: 5 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := dead.ExecContext(ctx, "SELECT 1"); err == nil {

@@ -2,6 +2,7 @@ package batch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -197,23 +198,13 @@ func (e *Engine) advance(ctx context.Context, jeID int64) error {
 	if !Running(je.Status) {
 		return nil
 	}
-	job, err := e.reg.Job(je.Instance.JobName)
-	if err != nil {
+	st, _, err := e.flowOf(ctx, e.db, je)
+	if errors.Is(err, ErrUnknownJob) {
 		return e.finishJob(ctx, jeID, StatusFailed, ExitFailed, err.Error())
 	}
-	steps, err := topSteps(ctx, e.db, jeID)
 	if err != nil {
 		return err
 	}
-	earlier, err := completedEarlier(ctx, e.db, je.JobInstanceID, jeID)
-	if err != nil {
-		return err
-	}
-	start, err := e.restartPoint(ctx, job, je)
-	if err != nil {
-		return err
-	}
-	st := walkFlow(job, steps, earlier, start)
 	switch {
 	case st.running:
 		// Wait for the running steps; parallel flows of a split whose next
@@ -245,6 +236,28 @@ func (e *Engine) advance(ctx context.Context, jeID int64) error {
 	}
 }
 
+// flowOf walks je's flow against its step executions so far (see
+// walkFlow). A job this process does not know is ErrUnknownJob.
+func (e *Engine) flowOf(ctx context.Context, db bun.IDB, je *JobExecution) (flowState, *Job, error) {
+	job, err := e.reg.Job(je.Instance.JobName)
+	if err != nil {
+		return flowState{}, nil, err
+	}
+	steps, err := topSteps(ctx, db, je.JobExecutionID)
+	if err != nil {
+		return flowState{}, nil, err
+	}
+	earlier, err := completedEarlier(ctx, db, je.JobInstanceID, je.JobExecutionID)
+	if err != nil {
+		return flowState{}, nil, err
+	}
+	start, err := e.restartPoint(ctx, db, job, je)
+	if err != nil {
+		return flowState{}, nil, err
+	}
+	return walkFlow(job, steps, earlier, start), job, nil
+}
+
 // restartKey holds, in a job execution's context, the node a StopAndRestart
 // transition named for the next execution of the instance to begin at.
 const restartKey = "batch.restart_at"
@@ -261,12 +274,12 @@ func (e *Engine) saveRestartPoint(ctx context.Context, jeID int64, node string) 
 // restartPoint is the node an execution begins at: the one the latest
 // earlier execution of its instance that stopped through StopAndRestart
 // named, or the first.
-func (e *Engine) restartPoint(ctx context.Context, job *Job, je *JobExecution) (int, error) {
+func (e *Engine) restartPoint(ctx context.Context, db bun.IDB, job *Job, je *JobExecution) (int, error) {
 	if !job.stopsAndRestarts() {
 		return 0, nil
 	}
 	var at []string
-	if err := e.db.NewRaw(`SELECT c.short_context::jsonb ->> ? FROM batch_job_execution_context c
+	if err := db.NewRaw(`SELECT c.short_context::jsonb ->> ? FROM batch_job_execution_context c
 		JOIN batch_job_execution e ON e.job_execution_id = c.job_execution_id
 		WHERE e.job_instance_id = ? AND e.job_execution_id < ? AND c.short_context LIKE '{%' AND (c.short_context::jsonb ->> ?) IS NOT NULL
 		ORDER BY e.job_execution_id DESC LIMIT 1`, restartKey, je.JobInstanceID, je.JobExecutionID, restartKey).Scan(ctx, &at); err != nil {
@@ -323,7 +336,7 @@ func (e *Engine) flowPath(ctx context.Context, je *JobExecution, steps map[strin
 	if err != nil {
 		return nil, err
 	}
-	start, err := e.restartPoint(ctx, job, je)
+	start, err := e.restartPoint(ctx, e.db, job, je)
 	if err != nil {
 		return nil, err
 	}

@@ -113,8 +113,12 @@ func (e *Engine) handleStep(ctx context.Context, t *asynq.Task) error {
 	if errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
+	if errors.Is(err, ErrUnknownStep) {
+		// No retry can heal it: the job fails now, with the reason.
+		return errors.Join(e.finishJob(ctx, p.JobExecutionID, StatusFailed, ExitFailed, err.Error()), asynq.SkipRetry)
+	}
 	if err != nil {
-		return err // unknown job or step here: another worker may know it
+		return err // a job unknown here: another worker may know it
 	}
 	if env.je.Status != StatusStarted {
 		return e.advance(ctx, p.JobExecutionID)

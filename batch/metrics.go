@@ -88,7 +88,10 @@ func (m *Metrics) execution(job string, status Status) {
 //   - passbatch_running_partitions{job,step,status}: the partitions of
 //     running executions;
 //   - passbatch_execution_idle_seconds{job}: for each job with a running
-//     execution, the longest time one has recorded no progress;
+//     execution, the longest time one has recorded no progress while no
+//     live worker runs a step of it;
+//   - passbatch_redrive_limit_failures{job}: steps ended FAILED at the
+//     re-drive limit in the last 24 hours (poison work);
 //   - passbatch_workers{state} and passbatch_worker_slots: worker processes
 //     with a heartbeat in the last 15 s, and their concurrency.
 type RepositoryCollector struct {
@@ -110,6 +113,8 @@ var (
 		"Worker processes whose heartbeat is at most 15 s old, by state (RUNNING, DRAINING).", []string{"state"}, nil)
 	descSlots = prometheus.NewDesc("passbatch_worker_slots",
 		"Task slots (WORKER_CONCURRENCY summed) of the running workers with a fresh heartbeat.", nil, nil)
+	descRedriveLimit = prometheus.NewDesc("passbatch_redrive_limit_failures",
+		"Step executions that ended FAILED at the re-drive limit (poison work) in the last 24 hours, by job.", []string{"job"}, nil)
 	descSpringJobActive = prometheus.NewDesc("spring_batch_job_active",
 		"Running job executions, by job (Spring Batch's spring.batch.job.active).", []string{springJob}, nil)
 	descSpringStepActive = prometheus.NewDesc("spring_batch_step_active",
@@ -124,7 +129,7 @@ func NewRepositoryCollector(db *bun.DB) *RepositoryCollector { return &Repositor
 
 // Describe implements prometheus.Collector.
 func (c *RepositoryCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descExecutions, descPartitions, descIdle, descWorkers, descSlots, descSpringJobActive, descSpringStepActive} {
+	for _, d := range []*prometheus.Desc{descExecutions, descPartitions, descIdle, descWorkers, descSlots, descRedriveLimit, descSpringJobActive, descSpringStepActive} {
 		ch <- d
 	}
 }
@@ -163,11 +168,20 @@ var repositoryQueries = []struct {
 	{descPartitions, 3, `SELECT i.job_name AS a, regexp_replace(s.step_name, ':partition[0-9]+$', '') AS b, s.status AS c, count(*)::float8 AS n FROM batch_job_execution e
 		JOIN batch_job_instance i USING (job_instance_id) JOIN batch_step_execution s USING (job_execution_id)
 		WHERE e.status IN ('STARTING', 'STARTED', 'STOPPING') AND s.parent_step_execution_id IS NOT NULL GROUP BY 1, 2, 3`},
+	// An execution a live worker is running a step of (a long phase) is
+	// not idle, however long since its rows moved.
 	{descIdle, 1, `SELECT a, max(idle)::float8 AS n FROM (SELECT i.job_name AS a,
-			extract(epoch FROM now() - greatest(e.last_updated, max(s.last_updated))) AS idle
+			CASE WHEN bool_or(w.worker_id IS NOT NULL) THEN 0
+			ELSE extract(epoch FROM now() - greatest(e.last_updated, max(s.last_updated))) END AS idle
 		FROM batch_job_execution e JOIN batch_job_instance i USING (job_instance_id)
 		LEFT JOIN batch_step_execution s USING (job_execution_id)
+		LEFT JOIN batch_worker w ON w.worker_id = s.worker_id AND s.status IN ('STARTING', 'STARTED')
+			AND w.heartbeat_at > now() - interval '15 seconds' AND s.step_execution_id = ANY(w.held)
 		WHERE e.status IN ('STARTING', 'STARTED', 'STOPPING') GROUP BY e.job_execution_id, i.job_name, e.last_updated) x GROUP BY a`},
+	{descRedriveLimit, 1, `SELECT i.job_name AS a, count(*)::float8 AS n FROM batch_step_execution s
+		JOIN batch_job_execution e USING (job_execution_id) JOIN batch_job_instance i USING (job_instance_id)
+		WHERE s.status = 'FAILED' AND s.redrive_count > 0 AND s.end_time > now() - interval '24 hours'
+		AND s.exit_message LIKE 're-drive limit reached%' GROUP BY 1`},
 	{descWorkers, 1, `SELECT state AS a, count(*)::float8 AS n FROM batch_worker WHERE heartbeat_at > now() - interval '15 seconds' GROUP BY 1`},
 	{descSlots, 0, `SELECT coalesce(sum(concurrency), 0)::float8 AS n FROM batch_worker
 		WHERE state = 'RUNNING' AND heartbeat_at > now() - interval '15 seconds'`},

@@ -101,6 +101,9 @@ type StepExecution struct {
 	Generation int `bun:"generation,notnull" json:"generation"`
 	// WorkerID is the worker that claimed it last (see WorkerInfo).
 	WorkerID *string `bun:"worker_id" json:"worker_id,omitempty"`
+	// RedriveCount counts the re-drives (failover or reconcile) since the
+	// step last committed progress; past the limit it ends FAILED.
+	RedriveCount int `bun:"redrive_count,notnull" json:"redrive_count"`
 }
 
 // partitionStepName names partition i of step as Spring Batch's
@@ -156,4 +159,7 @@ type WorkerInfo struct {
 	State       string    `bun:"state,notnull" json:"state"`
 	StartedAt   time.Time `bun:"started_at,nullzero,notnull,default:current_timestamp" json:"started_at"`
 	HeartbeatAt time.Time `bun:"heartbeat_at,nullzero,notnull,default:current_timestamp" json:"heartbeat_at"`
+	// Held lists the step executions the worker's handlers were running at
+	// its last heartbeat: while it beats, those are alive.
+	Held []int64 `bun:"held,array" json:"held"`
 }

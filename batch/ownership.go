@@ -67,13 +67,20 @@ func fence(ctx context.Context, tx bun.Tx, seID, version int64) (Status, error) 
 // fence or a row lock), gives it up: the next generation, no holder. The
 // caller enqueues that generation's task in the same transaction, so the
 // new delivery's claim waits on the row lock until the release commits.
-func releaseForRedrive(ctx context.Context, tx bun.Tx, seID int64) (gen int, err error) {
-	if err := tx.NewRaw(`UPDATE batch_step_execution SET generation = generation + 1, worker_id = NULL,
-		version = version + 1, last_updated = clock_timestamp() WHERE step_execution_id = ? RETURNING generation`, seID).
-		Scan(ctx, &gen); err != nil {
-		return 0, fmt.Errorf("release step execution %d: %w", seID, err)
+// A re-drive after a fault is counted (count: the re-drives since the
+// step last committed progress); a drain's hand-back is not.
+func releaseForRedrive(ctx context.Context, tx bun.Tx, seID int64, counted bool) (gen, count int, err error) {
+	inc := 0
+	if counted {
+		inc = 1
 	}
-	return gen, nil
+	if err := tx.NewRaw(`UPDATE batch_step_execution SET generation = generation + 1, worker_id = NULL,
+		redrive_count = redrive_count + ?, version = version + 1, last_updated = clock_timestamp()
+		WHERE step_execution_id = ? RETURNING generation, redrive_count`, inc, seID).
+		Scan(ctx, &gen, &count); err != nil {
+		return 0, 0, fmt.Errorf("release step execution %d: %w", seID, err)
+	}
+	return gen, count, nil
 }
 
 // stopping reports whether a job status asks its steps to stop.

@@ -2,6 +2,7 @@ package batch
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,6 +42,7 @@ func (e *Engine) handlePartition(ctx context.Context, t *asynq.Task) error {
 	if err != nil || r == nil {
 		return err
 	}
+	defer hold(ctx, r.se.StepExecutionID)()
 	return r.run(ctx)
 }
 
@@ -58,8 +60,12 @@ func (e *Engine) claimPartition(ctx context.Context, p stepExecPayload) (*partit
 		return nil, nil
 	}
 	env, err := e.loadStepEnv(ctx, e.db, se.JobExecutionID, baseStepName(se.StepName))
+	if errors.Is(err, ErrUnknownStep) {
+		// No retry can heal it: the partition fails now, with the reason.
+		return nil, errors.Join(e.failPartitionNow(ctx, se, err.Error()), asynq.SkipRetry)
+	}
 	if err != nil {
-		return nil, err // unknown job or step here: another worker may know it
+		return nil, err // a job unknown here: another worker may know it
 	}
 	c, err := claim(ctx, e.db, se.StepExecutionID, p.Generation, workerID(ctx))
 	if errors.Is(err, errFenced) {
@@ -81,6 +87,22 @@ func (e *Engine) claimPartition(ctx context.Context, p stepExecPayload) (*partit
 	r.log = e.log.With("job", env.job.Name, "job_execution_id", se.JobExecutionID, "step", se.StepName,
 		"step_execution_id", se.StepExecutionID, "partition", deref(se.PartitionKey))
 	return r, nil
+}
+
+// failPartitionNow ends a running partition FAILED with msg, outside any
+// delivery's ownership (its step is unknown here: nothing can run it).
+func (e *Engine) failPartitionNow(ctx context.Context, se *StepExecution, msg string) error {
+	return e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		var gen int
+		if err := tx.NewRaw(`SELECT j.generation FROM batch_step_execution s JOIN batch_job_execution j USING (job_execution_id)
+			WHERE s.step_execution_id = ? AND s.status IN (?, ?) FOR UPDATE OF s`, se.StepExecutionID, StatusStarting, StatusStarted).Scan(ctx, &gen); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil
+			}
+			return err
+		}
+		return e.finishPartition(ctx, tx, se, gen, StatusFailed, msg, 0)
+	})
 }
 
 // run commits chunks until the partition ends or this delivery leaves it.
@@ -190,7 +212,7 @@ func (r *partitionRun) record(ctx context.Context, tx bun.Tx, c *chunk) error {
 		Set("process_skip_count = process_skip_count + ?", c.processSkips).
 		Set("write_skip_count = write_skip_count + ?", c.writeSkips).
 		Set("rollback_count = rollback_count + ?", r.rollbacks).
-		Set("commit_count = commit_count + 1").
+		Set("commit_count = commit_count + 1").Set("redrive_count = 0").
 		Where("step_execution_id = ?", r.se.StepExecutionID).Exec(ctx); err != nil {
 		return fmt.Errorf("count chunk: %w", err)
 	}
@@ -250,7 +272,7 @@ func (r *partitionRun) handBack(ctx context.Context) error {
 		if _, err := fence(ctx, tx, r.se.StepExecutionID, r.version); err != nil {
 			return err
 		}
-		gen, err := releaseForRedrive(ctx, tx, r.se.StepExecutionID)
+		gen, _, err := releaseForRedrive(ctx, tx, r.se.StepExecutionID, false)
 		if err != nil {
 			return err
 		}

@@ -34,6 +34,7 @@ func (e *Engine) runTasklet(ctx context.Context, env *stepEnv, se *StepExecution
 	if err != nil {
 		return err
 	}
+	defer hold(ctx, se.StepExecutionID)()
 	m, err := loadStepContext(ctx, e.db, se.StepExecutionID)
 	if err != nil {
 		return err
@@ -151,7 +152,7 @@ func (r *taskletRun) commit(ctx context.Context, tx bun.Tx, sc *StepContext, don
 	}
 	q := tx.NewUpdate().Model(r.se).
 		Set("read_count = read_count + ?", sc.Counts.Read).Set("write_count = write_count + ?", sc.Counts.Write).
-		Set("filter_count = filter_count + ?", sc.Counts.Filter).Set("commit_count = commit_count + 1").WherePK()
+		Set("filter_count = filter_count + ?", sc.Counts.Filter).Set("commit_count = commit_count + 1").Set("redrive_count = 0").WherePK()
 	if done {
 		q = transitionExit(q, StatusCompleted, sc.ExitStatus, "")
 	}
@@ -197,7 +198,7 @@ func (r *taskletRun) handBack(ctx context.Context) error {
 		if _, err := fence(ctx, tx, r.se.StepExecutionID, r.version); err != nil {
 			return err
 		}
-		gen, err := releaseForRedrive(ctx, tx, r.se.StepExecutionID)
+		gen, _, err := releaseForRedrive(ctx, tx, r.se.StepExecutionID, false)
 		if err != nil {
 			return err
 		}

@@ -196,7 +196,8 @@ func TestRedriveJoinsTheTrace(t *testing.T) {
 	if err := b.redis.Client.FlushDB(context.Background()).Err(); err != nil { // the job task is lost
 		t.Fatal(err)
 	}
-	if n, err := b.engine.Reconcile(context.Background(), 0); err != nil || n != 1 {
+	time.Sleep(10 * time.Millisecond)
+	if n, err := b.engine.Reconcile(context.Background(), batch.ReconcileOptions{StaleAfter: time.Millisecond}); err != nil || n != 1 {
 		t.Fatalf("reconcile: %d re-driven, %v", n, err)
 	}
 	defer b.startWorkers(t, 1, 4)()

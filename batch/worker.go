@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun/dialect/pgdialect"
 )
 
 // WorkerOptions tune a Worker. Zero values take the defaults noted.
@@ -59,6 +60,9 @@ type Worker struct {
 	draining atomic.Bool
 	stopBeat context.CancelFunc
 	wg       sync.WaitGroup
+
+	mu   sync.Mutex
+	held map[int64]int // step execution id → deliveries running it here
 }
 
 // workerKey carries the *Worker in a handler's context.
@@ -205,15 +209,51 @@ func (w *Worker) heartbeat(ctx context.Context) {
 	}
 }
 
-// beat records the worker as alive in state, by the database's clock.
+// beat records the worker as alive in state, by the database's clock,
+// with the step executions its handlers hold.
 func (w *Worker) beat(ctx context.Context, state string) error {
 	ctx, cancel := context.WithTimeout(ctx, max(2*w.o.HeartbeatEvery, time.Second))
 	defer cancel()
-	_, err := w.e.db.NewRaw(`INSERT INTO batch_worker (worker_id, hostname, pid, concurrency, state)
-		VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now(), state = EXCLUDED.state`,
-		w.id, w.host, os.Getpid(), w.o.Concurrency, state).Exec(ctx)
+	_, err := w.e.db.NewRaw(`INSERT INTO batch_worker (worker_id, hostname, pid, concurrency, state, held)
+		VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now(), state = EXCLUDED.state, held = EXCLUDED.held`,
+		w.id, w.host, os.Getpid(), w.o.Concurrency, state, pgdialect.Array(w.holding())).Exec(ctx)
 	return err
+}
+
+// holding lists the step executions the worker's handlers run now.
+func (w *Worker) holding() []int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]int64, 0, len(w.held))
+	for id := range w.held {
+		out = append(out, id)
+	}
+	return out
+}
+
+// hold records that the handler of ctx runs step execution seID until the
+// returned func is called; the heartbeat lists it meanwhile, so the
+// reconciler sees the step alive however long its phase takes. Outside a
+// worker it does nothing.
+func hold(ctx context.Context, seID int64) (release func()) {
+	w, ok := ctx.Value(workerKey{}).(*Worker)
+	if !ok {
+		return func() {}
+	}
+	w.mu.Lock()
+	if w.held == nil {
+		w.held = map[int64]int{}
+	}
+	w.held[seID]++
+	w.mu.Unlock()
+	return func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.held[seID]--; w.held[seID] <= 0 {
+			delete(w.held, seID)
+		}
+	}
 }
 
 // workerID is the ID of the worker running the handler of ctx, or "".

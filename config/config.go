@@ -138,8 +138,13 @@ type Fleet struct {
 	// 2s (RECONCILE_EVERY).
 	ReconcileEvery time.Duration
 	// ReconcileStaleAfter is how long an execution may make no progress
-	// before it is re-driven. Default 2m (RECONCILE_STALE_AFTER).
+	// before the work no live worker holds is checked against Redis and,
+	// when its task is gone, re-driven. Default 2m (RECONCILE_STALE_AFTER).
 	ReconcileStaleAfter time.Duration
+	// RedriveLimit is how many times one step execution is re-driven
+	// without progress before it ends FAILED with the last error. Default
+	// 3 (REDRIVE_LIMIT).
+	RedriveLimit int
 	// IdleInTransactionTimeout ends a worker's transaction left idle this
 	// long (a frozen process), releasing its locks. Default 5s
 	// (DB_IDLE_IN_TRANSACTION_TIMEOUT; 0 turns it off).
@@ -445,6 +450,14 @@ func loadFleet(get func(string) string) (Fleet, error) {
 			return f, &Error{"TASK_MAX_RETRY", "want a whole number from 1 to 1000"}
 		}
 		f.TaskMaxRetry = n
+	}
+	f.RedriveLimit = 3
+	if v := get("REDRIVE_LIMIT"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return f, &Error{"REDRIVE_LIMIT", "want a whole number from 1 to 1000"}
+		}
+		f.RedriveLimit = n
 	}
 	if f.FailoverAfter < 3*f.HeartbeatEvery {
 		return f, &Error{"FAILOVER_AFTER", "want at least three HEARTBEAT_EVERY, or a slow heartbeat reads as a death"}

@@ -86,6 +86,7 @@ func (m *Main) Run(ctx context.Context) error {
 		defer m.wg.Done()
 		sys.Engine.RunReconciler(rctx, batch.ReconcileOptions{
 			Every: m.Config.Fleet.ReconcileEvery, StaleAfter: m.Config.Fleet.ReconcileStaleAfter, FailoverAfter: m.Config.Fleet.FailoverAfter,
+			RedriveLimit: m.Config.Fleet.RedriveLimit, Inspector: sys.Inspector,
 		})
 	}()
 	return nil

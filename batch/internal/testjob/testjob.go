@@ -30,7 +30,9 @@ func CreateTable(ctx context.Context, db bun.IDB, rows int) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE t (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0 CHECK (n <= 1),
 		bad text NOT NULL DEFAULT '', flag bool NOT NULL DEFAULT false);
 		CREATE TABLE hot (id int PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
-		INSERT INTO hot (id) VALUES (1)`); err != nil {
+		INSERT INTO hot (id) VALUES (1);
+		CREATE TABLE calls (id bigserial PRIMARY KEY, step text NOT NULL, key bigint NOT NULL,
+			worker text NOT NULL DEFAULT current_setting('application_name'), at timestamptz NOT NULL DEFAULT clock_timestamp())`); err != nil {
 		return fmt.Errorf("create t: %w", err)
 	}
 	if rows > 0 {
@@ -116,11 +118,17 @@ func process(ctx context.Context, sc *batch.StepContext, it Item) (Item, error) 
 }
 
 // write sets n = n + 1 on the items in one statement (an item whose bad is
-// "write" fails it, as a CHECK violation would), and for a Hot job adds
+// "write" fails it, as a CHECK violation would; one whose bad is "timeout"
+// fails it with a statement timeout, an infrastructure error), and for a Hot job adds
 // the chunk to the hot row and holds it the param hold_ms.
 func (o Options) write(ctx context.Context, tx bun.Tx, sc *batch.StepContext, items []Item) error {
 	ids := make([]int64, 0, len(items))
 	for _, it := range items {
+		if it.Bad == "timeout" { // poison: a statement timeout every time
+			if _, err := tx.ExecContext(ctx, "SET LOCAL statement_timeout = 20; SELECT pg_sleep(1)"); err != nil {
+				return err
+			}
+		}
 		if it.Bad == "write" {
 			if _, err := tx.ExecContext(ctx, "UPDATE t SET n = 2 WHERE id = ?", it.ID); err != nil {
 				return batch.Skippable(err)
@@ -147,11 +155,77 @@ func (o Options) write(ctx context.Context, tx bun.Tx, sc *batch.StepContext, it
 	return nil
 }
 
-// Registry holds the jobs the test worker binary serves: "inc" (8
+// SlowCallJob declares job name: one IOTasklet "call" that records each
+// call in calls (step 'call', key 0) and, on the first call only, takes the
+// param sleep_ms outside any transaction (a slow webhook, a big merge), then
+// finishes. A second call shows as a second row.
+func SlowCallJob(name string) *batch.Job {
+	return &batch.Job{Name: name, Flow: []batch.Node{batch.NewIOTasklet("call",
+		func(ctx context.Context, db bun.IDB, sc *batch.StepContext) (batch.RepeatStatus, error) {
+			first, err := Record(ctx, db, "call", 0)
+			if err != nil {
+				return batch.Finished, err
+			}
+			if ms, _ := sc.Params.Int("sleep_ms", 0); first && ms > 0 {
+				if err := sleep(ctx, time.Duration(ms)*time.Millisecond); err != nil {
+					return batch.Finished, err
+				}
+			}
+			sc.Counts.Write = 1
+			return batch.Finished, nil
+		})}}
+}
+
+// SlowProcessJob declares job name: IncJob over one partition whose
+// processor records each item in calls (step 'process') and, the first
+// time it sees an item, takes the param item_ms: a chunk that spends a
+// long time outside its transaction, as a chunk calling a slow webhook does.
+// The processor records through db (a processor is given none).
+func SlowProcessJob(name string, chunk int, db bun.IDB) *batch.Job {
+	return IncJob(name, Options{Partitions: 1, ChunkSize: chunk, Processor: func(ctx context.Context, sc *batch.StepContext, it Item) (Item, error) {
+		first, err := Record(ctx, db, "process", it.ID)
+		if err != nil {
+			return it, err
+		}
+		if ms, _ := sc.Params.Int("item_ms", 0); first && ms > 0 {
+			if err := sleep(ctx, time.Duration(ms)*time.Millisecond); err != nil {
+				return it, err
+			}
+		}
+		return it, nil
+	}})
+}
+
+// Record records a call of step for key in calls, committed at once, and
+// reports whether it was the first for that step and key.
+func Record(ctx context.Context, db bun.IDB, step string, key int64) (first bool, err error) {
+	var n int
+	if err := db.NewRaw(`WITH i AS (INSERT INTO calls (step, key) VALUES (?, ?) RETURNING id)
+		SELECT count(*) FROM calls WHERE step = ? AND key = ?`, step, key, step, key).Scan(ctx, &n); err != nil {
+		return false, fmt.Errorf("record call: %w", err)
+	}
+	return n == 0, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Registry holds the jobs the test worker binary serves, over db: "inc" (8
 // partitions, chunk 100), "inc-wide" (16 partitions, chunk 50),
 // "inc-hot" (8 partitions, chunk 50, every chunk updating the hot row) and
-// "inc-bench" (32 partitions, chunk 5000).
-func Registry() *batch.Registry { return batch.NewRegistry(Jobs()...) }
+// "inc-bench" (32 partitions, chunk 5000), "slow-call" (SlowCallJob) and
+// "slow-process" (SlowProcessJob, chunks of 5).
+func Registry(db bun.IDB) *batch.Registry {
+	return batch.NewRegistry(append(Jobs(), SlowProcessJob("slow-process", 5, db))...)
+}
 
 // Jobs are the jobs of Registry.
 func Jobs() []*batch.Job {
@@ -160,6 +234,7 @@ func Jobs() []*batch.Job {
 		IncJob("inc-wide", Options{Partitions: 16, ChunkSize: 50}),
 		IncJob("inc-hot", Options{Partitions: 8, ChunkSize: 50, Hot: true}),
 		IncJob("inc-bench", Options{Partitions: 32, ChunkSize: 5000}),
+		SlowCallJob("slow-call"),
 	}
 }
 

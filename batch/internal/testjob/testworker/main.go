@@ -56,7 +56,7 @@ func run(ctx context.Context) error {
 	client := asynq.NewClient(opt)
 	defer client.Close()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	eng := batch.New(db, client, testjob.Registry(), batch.Options{Logger: log})
+	eng := batch.New(db, client, testjob.Registry(db), batch.Options{Logger: log})
 	concurrency := 4
 	if n, err := strconv.Atoi(os.Getenv("WORKER_CONCURRENCY")); err == nil && n > 0 {
 		concurrency = n
