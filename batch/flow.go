@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/uptrace/bun"
 )
@@ -400,9 +401,16 @@ func (e *Engine) finishJob(ctx context.Context, jeID int64, status Status, exit,
 	return nil
 }
 
+// truncate cuts s to at most n bytes, on a character boundary, marking
+// the cut with "...": a cut inside a UTF-8 character would store an
+// invalid string.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n-3] + "..."
+	cut := n - 3
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }

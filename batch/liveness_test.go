@@ -21,7 +21,7 @@ func (b *bundle) calls(t *testing.T, step string) map[int64]int {
 		Key int64 `bun:"key"`
 		N   int   `bun:"n"`
 	}
-	if err := b.db.NewRaw("SELECT key, count(*) AS n FROM calls WHERE step = ? GROUP BY key", step).Scan(context.Background(), &rows); err != nil {
+	if err := b.db.NewRaw("SELECT key, count(*) AS n FROM step_calls WHERE step = ? GROUP BY key", step).Scan(context.Background(), &rows); err != nil {
 		t.Fatal(err)
 	}
 	out := map[int64]int{}

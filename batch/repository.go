@@ -61,7 +61,7 @@ func encodeContext(m map[string]any) (short string, serialized *string, err erro
 	if len(s) <= shortContextMax {
 		return s, nil, nil
 	}
-	return s[:shortContextMax-3] + "...", &s, nil
+	return truncate(s, shortContextMax), &s, nil
 }
 
 func decodeContext(short string, serialized *string) (map[string]any, error) {

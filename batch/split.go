@@ -116,7 +116,10 @@ func (e *Engine) planPartitions(ctx context.Context, tx bun.Tx, env *stepEnv, se
 	if err != nil {
 		return nil, err
 	}
-	if prev != nil && prev.PartitionsTotal != nil {
+	// A restart resumes the previous ranges, unless that execution of the
+	// step completed (it runs again by AllowStartIfComplete): then every
+	// row is read again, from new ranges, as Spring Batch re-runs it.
+	if prev != nil && prev.PartitionsTotal != nil && prev.Status != StatusCompleted {
 		return resumePartitions(ctx, tx, env, se, prev)
 	}
 	sc := env.stepContext(se, map[string]any{})

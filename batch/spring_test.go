@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/uptrace/bun"
 
@@ -175,6 +176,79 @@ func TestAllowStartIfComplete(t *testing.T) {
 	requireStatus(t, b.wait(t, next.JobExecutionID, time.Minute), batch.StatusCompleted)
 	if got := b.ranSteps(t, id) + "|" + b.ranSteps(t, next.JobExecutionID); got != "count,load|count" {
 		t.Fatalf("ran %q, want count,load then count alone", got)
+	}
+}
+
+// failsFirst is a tasklet that fails in an instance's first execution
+// and succeeds in the next (it counts the executions in ran).
+func failsFirst(name string) *batch.Step {
+	return batch.NewTasklet(name, func(ctx context.Context, tx bun.Tx, sc *batch.StepContext) (batch.RepeatStatus, error) {
+		var execs int
+		if err := tx.NewRaw("SELECT count(*) FROM batch_job_execution").Scan(ctx, &execs); err != nil {
+			return batch.Finished, err
+		}
+		if execs < 2 {
+			return batch.Finished, errors.New("fails in the first execution")
+		}
+		return batch.Finished, nil
+	})
+}
+
+// TestAllowStartIfCompletePartitioned: a partitioned step that allows a
+// start when complete reads every row again on restart, as Spring Batch
+// re-runs such a step: the restart may not reuse its COMPLETED partitions.
+func TestAllowStartIfCompletePartitioned(t *testing.T) {
+	t.Parallel()
+	const rows = 300
+	job := &batch.Job{Name: "reread", Flow: []batch.Node{
+		testjob.IncStep("inc", testjob.Options{Partitions: 3, ChunkSize: 40}).AllowStartIfComplete(), failsFirst("x")}}
+	b := setup(t, rows, job)
+	ctx := context.Background()
+	if _, err := b.db.ExecContext(ctx, "ALTER TABLE t DROP CONSTRAINT t_n_check"); err != nil { // a second pass is the point
+		t.Fatal(err)
+	}
+	b.startWorkers(t, 1, 4)
+	id := b.launch(t, "reread")
+	requireStatus(t, b.wait(t, id, time.Minute), batch.StatusFailed)
+	next, err := b.engine.Restart(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireStatus(t, b.wait(t, next.JobExecutionID, time.Minute), batch.StatusCompleted)
+	var twice int
+	if err := b.db.NewRaw("SELECT count(*) FROM t WHERE n = 2").Scan(ctx, &twice); err != nil {
+		t.Fatal(err)
+	}
+	if inc := topStep(t, b.db, next.JobExecutionID, "inc"); twice != rows || inc.ReadCount != rows {
+		t.Fatalf("the restart read %d rows and applied %d twice; want all %d read again", inc.ReadCount, twice, rows)
+	}
+}
+
+// TestAllowStartIfCompleteTaskletContext: a COMPLETED tasklet run again
+// on restart starts with an empty execution context (Spring restores the
+// context only of an execution that did not complete).
+func TestAllowStartIfCompleteTaskletContext(t *testing.T) {
+	t.Parallel()
+	counter := batch.NewTasklet("counter", func(ctx context.Context, tx bun.Tx, sc *batch.StepContext) (batch.RepeatStatus, error) {
+		n, _ := sc.Context["runs"].(json.Number)
+		runs, _ := n.Int64()
+		sc.Context["runs"] = runs + 1
+		_, err := tx.ExecContext(ctx, "INSERT INTO ran (job_execution_id, step) VALUES (?, ?)", sc.JobExecutionID, fmt.Sprint(runs+1))
+		return batch.Finished, err
+	}).AllowStartIfComplete()
+	job := &batch.Job{Name: "fresh", Flow: []batch.Node{counter, failsFirst("x")}}
+	b := setup(t, 0, job)
+	b.createRan(t)
+	b.startWorkers(t, 1, 2)
+	id := b.launch(t, "fresh")
+	requireStatus(t, b.wait(t, id, time.Minute), batch.StatusFailed)
+	next, err := b.engine.Restart(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireStatus(t, b.wait(t, next.JobExecutionID, time.Minute), batch.StatusCompleted)
+	if got := b.ranSteps(t, id) + "|" + b.ranSteps(t, next.JobExecutionID); got != "1|1" {
+		t.Fatalf("the counter saw runs %q, want 1|1: a completed tasklet's context is not carried into its re-run", got)
 	}
 }
 
@@ -458,5 +532,26 @@ func TestStopAndRestartAfterFailure(t *testing.T) {
 	}()
 	if !strings.Contains(fmt.Sprint(back), "does not come after it") {
 		t.Fatalf("a backward StopAndRestart registered: %v", back)
+	}
+}
+
+// TestLongKoreanFailureMessage: an exit message longer than the column
+// allows is cut on a character boundary: cut by bytes, a Korean message
+// split a character, Postgres refused it on every try and the step never
+// ended.
+func TestLongKoreanFailureMessage(t *testing.T) {
+	t.Parallel()
+	msg := strings.Repeat("결제 실패 ", 2000) // 14,000 bytes
+	job := &batch.Job{Name: "korean", Flow: []batch.Node{batch.NewTasklet("s", func(context.Context, bun.Tx, *batch.StepContext) (batch.RepeatStatus, error) {
+		return batch.Finished, errors.New(msg)
+	})}}
+	b := setup(t, 0, job)
+	b.startWorkers(t, 1, 2)
+	id := b.launch(t, "korean")
+	je := b.wait(t, id, 30*time.Second)
+	requireStatus(t, je, batch.StatusFailed)
+	s := topStep(t, b.db, id, "s")
+	if !utf8.ValidString(s.ExitMessage) || !strings.HasPrefix(msg, strings.TrimSuffix(s.ExitMessage, "...")) || len(s.ExitMessage) > 10000 {
+		t.Fatalf("exit message of %d bytes is not the message cut on a character boundary", len(s.ExitMessage))
 	}
 }

@@ -40,10 +40,11 @@ func (e *Engine) runTasklet(ctx context.Context, env *stepEnv, se *StepExecution
 		return err
 	}
 	if len(m) == 0 {
-		// A restart resumes the previous execution's context.
+		// A restart resumes the previous execution's context, unless that
+		// one completed (a re-run by AllowStartIfComplete starts afresh).
 		if prev, err := previousStep(ctx, e.db, env.je, env.step.name); err != nil {
 			return err
-		} else if prev != nil {
+		} else if prev != nil && prev.Status != StatusCompleted {
 			if m, err = loadStepContext(ctx, e.db, prev.StepExecutionID); err != nil {
 				return err
 			}

@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"net/url"
 	"time"
 
@@ -120,14 +121,17 @@ func (w *Webhook) Send(ctx context.Context, m Message) error {
 		return &TransientError{Err: hideURL(err)}
 	}
 	defer resp.Body.Close()
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	// The cut at 512 bytes may split a character (or the body is not
+	// UTF-8 at all): the snippet goes to Postgres, which wants valid text.
+	snippet := strings.ToValidUTF8(string(raw), "\uFFFD")
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		return nil
 	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusRequestTimeout:
-		return &PermanentError{Status: resp.StatusCode, Body: string(snippet)}
+		return &PermanentError{Status: resp.StatusCode, Body: snippet}
 	}
-	return &TransientError{Status: resp.StatusCode, Err: errors.New(string(snippet))}
+	return &TransientError{Status: resp.StatusCode, Err: errors.New(snippet)}
 }
 
 // hideURL drops the request URL from a client error: the URL may carry a

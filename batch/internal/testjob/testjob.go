@@ -31,7 +31,7 @@ func CreateTable(ctx context.Context, db bun.IDB, rows int) error {
 		bad text NOT NULL DEFAULT '', flag bool NOT NULL DEFAULT false);
 		CREATE TABLE hot (id int PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
 		INSERT INTO hot (id) VALUES (1);
-		CREATE TABLE calls (id bigserial PRIMARY KEY, step text NOT NULL, key bigint NOT NULL,
+		CREATE TABLE step_calls (id bigserial PRIMARY KEY, step text NOT NULL, key bigint NOT NULL,
 			worker text NOT NULL DEFAULT current_setting('application_name'), at timestamptz NOT NULL DEFAULT clock_timestamp())`); err != nil {
 		return fmt.Errorf("create t: %w", err)
 	}
@@ -156,7 +156,7 @@ func (o Options) write(ctx context.Context, tx bun.Tx, sc *batch.StepContext, it
 }
 
 // SlowCallJob declares job name: one IOTasklet "call" that records each
-// call in calls (step 'call', key 0) and, on the first call only, takes the
+// call in step_calls (step 'call', key 0) and, on the first call only, takes the
 // param sleep_ms outside any transaction (a slow webhook, a big merge), then
 // finishes. A second call shows as a second row.
 func SlowCallJob(name string) *batch.Job {
@@ -177,7 +177,7 @@ func SlowCallJob(name string) *batch.Job {
 }
 
 // SlowProcessJob declares job name: IncJob over one partition whose
-// processor records each item in calls (step 'process') and, the first
+// processor records each item in step_calls (step 'process') and, the first
 // time it sees an item, takes the param item_ms: a chunk that spends a
 // long time outside its transaction, as a chunk calling a slow webhook does.
 // The processor records through db (a processor is given none).
@@ -196,12 +196,12 @@ func SlowProcessJob(name string, chunk int, db bun.IDB) *batch.Job {
 	}})
 }
 
-// Record records a call of step for key in calls, committed at once, and
+// Record records a call of step for key in step_calls, committed at once, and
 // reports whether it was the first for that step and key.
 func Record(ctx context.Context, db bun.IDB, step string, key int64) (first bool, err error) {
 	var n int
-	if err := db.NewRaw(`WITH i AS (INSERT INTO calls (step, key) VALUES (?, ?) RETURNING id)
-		SELECT count(*) FROM calls WHERE step = ? AND key = ?`, step, key, step, key).Scan(ctx, &n); err != nil {
+	if err := db.NewRaw(`WITH i AS (INSERT INTO step_calls (step, key) VALUES (?, ?) RETURNING id)
+		SELECT count(*) FROM step_calls WHERE step = ? AND key = ?`, step, key, step, key).Scan(ctx, &n); err != nil {
 		return false, fmt.Errorf("record call: %w", err)
 	}
 	return n == 0, nil
