@@ -17,8 +17,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
