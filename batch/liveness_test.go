@@ -3,8 +3,11 @@ package batch_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/hibiken/asynq"
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/batch/internal/testjob"
@@ -148,4 +151,100 @@ func TestPoisonWorkEnds(t *testing.T) {
 	}
 	requireStatus(t, b.wait(t, next.JobExecutionID, time.Minute), batch.StatusCompleted)
 	requireAllOnce(t, b.db, rows)
+}
+
+// TestTwoSchedulersRedriveOnce: two schedulers reconciling the same stale
+// execution at the same moment re-drive each lost partition once (one new
+// generation, one counted re-drive), not once each.
+func TestTwoSchedulersRedriveOnce(t *testing.T) {
+	t.Parallel()
+	const rows = 2_000
+	job := testjob.IncJob("inc", testjob.Options{Partitions: 8, ChunkSize: 50})
+	b := setup(t, rows, job)
+	stop := b.startWorkers(t, 1, 1)
+	id := b.launch(t, "inc", "-sleep_ms=2")
+	b.waitCommits(t, id, 2)
+	stop()
+	if err := b.redis.Client.FlushDB(context.Background()).Err(); err != nil { // every task is lost
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	type gens map[int64]int
+	read := func() gens {
+		var rows []struct {
+			ID  int64 `bun:"step_execution_id"`
+			Gen int   `bun:"generation"`
+		}
+		if err := b.db.NewRaw(`SELECT step_execution_id, generation FROM batch_step_execution
+			WHERE job_execution_id = ? AND parent_step_execution_id IS NOT NULL AND status IN ('STARTING', 'STARTED')`, id).Scan(ctx, &rows); err != nil {
+			t.Fatal(err)
+		}
+		g := gens{}
+		for _, r := range rows {
+			g[r.ID] = r.Gen
+		}
+		return g
+	}
+	before := read()
+	if len(before) == 0 {
+		t.Fatal("no unfinished partition to re-drive")
+	}
+	time.Sleep(1200 * time.Millisecond) // past StaleAfter
+	opt, _ := asynq.ParseRedisURI(b.redis.URL)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < 2; i++ {
+		sched := batch.New(b.db.DB, b.client, batch.NewRegistry(job), batch.Options{Logger: quietLogger()})
+		insp := asynq.NewInspector(opt)
+		defer insp.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if _, err := sched.Reconcile(ctx, batch.ReconcileOptions{StaleAfter: time.Second, Inspector: insp}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	after := read()
+	for se, g := range before {
+		if after[se] != g+1 {
+			t.Errorf("partition %d: generation %d → %d, want one re-drive", se, g, after[se])
+		}
+	}
+	var counted int
+	if err := b.db.NewRaw("SELECT coalesce(sum(redrive_count), 0) FROM batch_step_execution WHERE job_execution_id = ?", id).Scan(ctx, &counted); err != nil {
+		t.Fatal(err)
+	}
+	if counted != len(before) {
+		t.Errorf("%d re-drives counted for %d lost partitions", counted, len(before))
+	}
+	b.startWorkers(t, 2, 4)
+	requireStatus(t, b.wait(t, id, time.Minute), batch.StatusCompleted)
+	requireAllOnce(t, b.db, rows)
+}
+
+// TestQueuedWorkIsNotRedriven: partitions that wait in the queue longer
+// than the stale threshold, behind one slot busy with long chunks (so no
+// row of the execution moves for longer than the threshold), are not
+// re-driven: their tasks are in Redis, so they keep their place.
+func TestQueuedWorkIsNotRedriven(t *testing.T) {
+	t.Parallel()
+	const rows = 200
+	b := setup(t, rows, testjob.IncJob("inc", testjob.Options{Partitions: 4, ChunkSize: 50}))
+	b.startWorkers(t, 1, 1)
+	b.runReconcilerEvery(t, 200*time.Millisecond, time.Second)
+	id := b.launch(t, "inc", "-sleep_ms=30") // a chunk, and a partition, takes 1.5 s
+	requireStatus(t, b.wait(t, id, time.Minute), batch.StatusCompleted)
+	requireAllOnce(t, b.db, rows)
+	var redriven, counted int
+	if err := b.db.NewRaw(`SELECT count(*) FILTER (WHERE generation > 0), coalesce(sum(redrive_count), 0) FROM batch_step_execution
+		WHERE job_execution_id = ?`, id).Scan(context.Background(), &redriven, &counted); err != nil {
+		t.Fatal(err)
+	}
+	if redriven != 0 || counted != 0 {
+		t.Fatalf("%d queued partitions were re-driven (%d counted) while their tasks waited in Redis", redriven, counted)
+	}
 }
