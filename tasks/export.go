@@ -32,11 +32,15 @@ const xlsxMaxRows = 1_048_576
 // SpreadsheetML rows, named by its partition and first key, so a redone
 // chunk rewrites its own part) → merge (a copy of the parts in key order
 // into one CSV, or one XLSX with sheets of at most 1,048,575 rows; stored
-// with size and SHA-256; parts deleted). A merge that FAILED goes to
-// cleanup, which removes the parts when the export will not be restarted,
-// and the job ends FAILED. An after-job listener marks the export
-// COMPLETED or FAILED with the reason, once. Restarting a failed export
-// resumes from its finished partitions.
+// with size and SHA-256, once the parts are seen to hold every row the
+// partitions wrote) → remove-parts, only once the merge has committed: a
+// merge that runs again (its commit failed, a duplicate delivery) still
+// finds them, or finds its file recorded and leaves it alone. A merge that
+// FAILED goes to cleanup, which removes the parts when the export will not
+// be restarted, and the job ends FAILED. An after-job listener marks the
+// export COMPLETED or FAILED with the reason, once. Restarting a failed
+// export resumes from its finished partitions. Old exports expire in
+// their own job (expire-exports), not in anyone's export.
 func ExportJob(d Deps) *batch.Job {
 	return &batch.Job{
 		Name:        JobExport,
@@ -45,12 +49,12 @@ func ExportJob(d Deps) *batch.Job {
 		Prepare:     prepareExport,
 		Listeners:   exportListeners(d),
 		Flow: []batch.Node{
-			batch.NewIOTasklet("expire-old", expireOld(d)).WithRetry(batch.RetryPolicy{Limit: 3}),
 			batch.NewTasklet("count", countExport),
 			batch.NewChunk("parts", exportParts(d)),
 			batch.NewIOTasklet("merge", mergeStep(d)).WithRetry(batch.RetryPolicy{Limit: 3}).On("FAILED", batch.To("cleanup")),
 			// It runs again after each failed merge, restarts included.
 			batch.NewIOTasklet("cleanup", cleanupParts(d)).AllowStartIfComplete().On("*", batch.Fail()),
+			batch.NewIOTasklet("remove-parts", removeParts(d)).WithRetry(batch.RetryPolicy{Limit: 3}),
 		},
 	}
 }
@@ -106,19 +110,6 @@ func exportListeners(d Deps) []batch.JobListener {
 			d.Logger.WarnContext(ctx, "export event not delivered", "export_id", id, "err", serr)
 		}
 	}}}
-}
-
-// expireOld expires the exports past their retention at run.at.
-func expireOld(d Deps) batch.IOTasklet {
-	return func(ctx context.Context, db bun.IDB, sc *batch.StepContext) (batch.RepeatStatus, error) {
-		at := runAt(sc)
-		if at.IsZero() { // an execution from before run.at was set
-			at = time.Now()
-		}
-		n, err := ExpireExports(ctx, db, d.Store, at)
-		sc.Counts.Write = int64(n)
-		return batch.Finished, err
-	}
 }
 
 // countExport counts the export's rows and marks it RUNNING.
@@ -201,11 +192,48 @@ func mergeStep(d Deps) batch.IOTasklet {
 		if err != nil {
 			return batch.Finished, err
 		}
-		n, err := mergeExport(ctx, d.Store, db, e, k)
+		written, err := partsWritten(ctx, db, sc.JobExecutionID)
+		if err != nil {
+			return batch.Finished, err
+		}
+		n, err := mergeExport(ctx, d.Store, db, e, k, written)
 		if err != nil {
 			return batch.Finished, err
 		}
 		sc.Counts.Read, sc.Counts.Write = n, n
+		return batch.Finished, nil
+	}
+}
+
+// partsWritten is how many rows the parts step's partitions committed
+// over every execution of jeID's instance (a restart resumes the
+// partitions from their checkpoints, so each row is counted once).
+func partsWritten(ctx context.Context, db bun.IDB, jeID int64) (int64, error) {
+	var n int64
+	if err := db.NewRaw(`SELECT coalesce(sum(s.write_count), 0) FROM batch_job_execution j
+		JOIN batch_job_execution o ON o.job_instance_id = j.job_instance_id AND o.job_execution_id <= j.job_execution_id
+		JOIN batch_step_execution s ON s.job_execution_id = o.job_execution_id
+		WHERE j.job_execution_id = ? AND s.step_name LIKE 'parts:partition%' AND s.parent_step_execution_id IS NOT NULL`, jeID).Scan(ctx, &n); err != nil {
+		return 0, fmt.Errorf("count the rows the parts hold: %w", err)
+	}
+	return n, nil
+}
+
+// removeParts deletes the export's part files once its merge committed;
+// run again, it finds fewer or none.
+func removeParts(d Deps) batch.IOTasklet {
+	return func(ctx context.Context, db bun.IDB, sc *batch.StepContext) (batch.RepeatStatus, error) {
+		id, _ := sc.Params.Int(ParamExportID, 0)
+		parts, err := d.Store.List(ctx, partsPrefix(id))
+		if err != nil {
+			return batch.Finished, err
+		}
+		for _, p := range parts {
+			if err := d.Store.Delete(ctx, p.Key); err != nil {
+				return batch.Finished, err
+			}
+		}
+		sc.Counts.Write = int64(len(parts))
 		return batch.Finished, nil
 	}
 }
@@ -221,12 +249,13 @@ func cleanupParts(d Deps) batch.IOTasklet {
 		var why string
 		err := db.NewRaw(`SELECT CASE
 				WHEN m.exit_message LIKE '%' || ? || '%' THEN 'a part is unreadable'
+				WHEN m.exit_message LIKE '%' || ? || '%' THEN 'the parts miss rows'
 				WHEN x.status = 'EXPIRED' THEN 'the export has expired'
 				WHEN EXISTS (SELECT 1 FROM export o WHERE o.filter_hash = x.filter_hash AND o.id > x.id AND o.status <> 'EXPIRED') THEN 'a newer export replaces it'
 				ELSE '' END
 			FROM export x, batch_step_execution m
 			WHERE x.id = ? AND m.job_execution_id = ? AND m.step_name = 'merge' AND m.parent_step_execution_id IS NULL`,
-			errBadPart.Error(), id, sc.JobExecutionID).Scan(ctx, &why)
+			errBadPart.Error(), errMissingRows.Error(), id, sc.JobExecutionID).Scan(ctx, &why)
 		if err != nil {
 			return batch.Finished, fmt.Errorf("decide the cleanup of export %d: %w", id, err)
 		}
@@ -234,7 +263,7 @@ func cleanupParts(d Deps) batch.IOTasklet {
 			sc.ExitStatus = "PARTS KEPT"
 			return batch.Finished, nil
 		}
-		parts, err := d.Store.List(ctx, fmt.Sprintf("exports/%d/parts/", id))
+		parts, err := d.Store.List(ctx, partsPrefix(id))
 		if err != nil {
 			return batch.Finished, err
 		}

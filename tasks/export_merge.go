@@ -20,29 +20,84 @@ import (
 	"github.com/passbatch/passbatch/storage"
 )
 
+// errMissingRows reports parts that hold another number of rows than the
+// partitions wrote: the merge would store a file that misses rows (or
+// holds stale ones), so the step fails with the reason instead.
+var errMissingRows = errors.New("export: the parts do not hold the rows the partitions wrote")
+
 // mergeExport joins the parts in key order into the export's file, stores
-// it, records size, SHA-256 and rows, and deletes the parts. It runs outside
-// any transaction; a repeat rewrites the same file.
-func mergeExport(ctx context.Context, store storage.Store, db bun.IDB, e *models.Export, k exportKind) (int64, error) {
-	prefix := fmt.Sprintf("exports/%d/parts/", e.ID)
-	parts, err := store.List(ctx, prefix)
+// it and records size, SHA-256 and rows. written is how many rows the
+// partitions committed; the parts must hold exactly that many. It runs
+// outside any transaction and may run twice, one after the other or at
+// the same time: it never deletes a part (a later step does, once the
+// merge has committed), a repeat after success finds the recorded file in
+// place and leaves it alone, and two at once write the same bytes under
+// the same key.
+func mergeExport(ctx context.Context, store storage.Store, db bun.IDB, e *models.Export, k exportKind, written int64) (int64, error) {
+	if done, err := merged(ctx, store, db, e.ID, written); err != nil || done {
+		return written, err
+	}
+	infos, err := store.List(ctx, partsPrefix(e.ID))
 	if err != nil {
 		return 0, err
 	}
-	sort.Slice(parts, func(i, j int) bool { return parts[i].Key < parts[j].Key })
+	sort.Slice(infos, func(i, j int) bool { return infos[i].Key < infos[j].Key })
+	parts, err := readPartHeaders(ctx, store, infos)
+	if err != nil {
+		return 0, err
+	}
+	var inParts int64
+	for _, p := range parts {
+		inParts += p.rows
+	}
+	if inParts != written {
+		return 0, fmt.Errorf("%w: %d parts hold %d rows, the partitions wrote %d", errMissingRows, len(parts), inParts, written)
+	}
 	key := fmt.Sprintf("exports/%d/%s-%d.%s", e.ID, e.Kind, e.ID, e.Format)
+	size, sum, err := storeMerged(ctx, store, key, func(w io.Writer) (int64, error) {
+		if e.Format == "csv" {
+			return mergeCSV(ctx, store, parts, k, w)
+		}
+		return mergeXLSX(ctx, store, parts, k, w, xlsxMaxRows)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store export %d: %w", e.ID, err)
+	}
+	// total_rows was counted before the parts were read; rows added or
+	// changed since make the exact count the one the file holds.
+	if _, err := exec(ctx, db, "record export file", `UPDATE export SET file_key = ?, size_bytes = ?, sha256 = ?, written_rows = ?,
+		total_rows = ?, modified_at = now() WHERE id = ? AND written_rows <= ?`, key, size, sum, written, written, e.ID, written); err != nil {
+		return 0, err
+	}
+	return written, nil
+}
+
+// merged reports whether export id already records its merged file with
+// written rows, and the file is in the store at its recorded size.
+func merged(ctx context.Context, store storage.Store, db bun.IDB, id, written int64) (bool, error) {
+	var rec models.Export
+	if err := db.NewSelect().Model(&rec).Column("file_key", "size_bytes", "written_rows").Where("id = ?", id).Scan(ctx); err != nil {
+		return false, fmt.Errorf("load export %d: %w", id, err)
+	}
+	if rec.FileKey == nil || rec.SizeBytes == nil || rec.WrittenRows != written {
+		return false, nil
+	}
+	info, err := store.Stat(ctx, *rec.FileKey)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil && info.Size == *rec.SizeBytes, err
+}
+
+// storeMerged stores at key what write writes, returning its size and
+// SHA-256.
+func storeMerged(ctx context.Context, store storage.Store, key string, write func(io.Writer) (int64, error)) (int64, string, error) {
 	pr, pw := io.Pipe()
 	h := sha256.New()
-	var rows int64
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		var err error
-		if e.Format == "csv" {
-			rows, err = mergeCSV(ctx, store, parts, k, pw)
-		} else {
-			rows, err = mergeXLSX(ctx, store, parts, k, pw, xlsxMaxRows)
-		}
+		_, err := write(pw)
 		pw.CloseWithError(err)
 	}()
 	size, err := store.Put(ctx, key, io.TeeReader(pr, h))
@@ -53,25 +108,16 @@ func mergeExport(ctx context.Context, store storage.Store, db bun.IDB, e *models
 	}
 	<-done
 	if err != nil {
-		return 0, fmt.Errorf("store export %d: %w", e.ID, err)
+		return 0, "", err
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	if _, err := exec(ctx, db, "record export file", `UPDATE export SET file_key = ?, size_bytes = ?, sha256 = ?, written_rows = ?, modified_at = now() WHERE id = ?`,
-		key, size, sum, rows, e.ID); err != nil {
-		return 0, err
-	}
-	for _, p := range parts {
-		_ = store.Delete(ctx, p.Key)
-	}
-	return rows, nil
+	return size, hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// partsPrefix is where export id's part files are stored.
+func partsPrefix(id int64) string { return fmt.Sprintf("exports/%d/parts/", id) }
+
 // mergeCSV writes the header, then each part's CSV as it is.
-func mergeCSV(ctx context.Context, store storage.Store, parts []storage.Info, k exportKind, w io.Writer) (int64, error) {
-	stored, err := readPartHeaders(ctx, store, parts)
-	if err != nil {
-		return 0, err
-	}
+func mergeCSV(ctx context.Context, store storage.Store, stored []storedPart, k exportKind, w io.Writer) (int64, error) {
 	cw := csv.NewWriter(w)
 	if err := cw.Write(k.columns); err != nil {
 		return 0, err
@@ -105,11 +151,7 @@ func copyPayload(ctx context.Context, store storage.Store, p storedPart, w io.Wr
 // mergeXLSX writes the workbook from the parts' deflated rows, maxRows
 // rows a sheet (header included), rolling over to Sheet2, Sheet3…: a copy
 // of their bytes, but for the one part that straddles each sheet's end.
-func mergeXLSX(ctx context.Context, store storage.Store, parts []storage.Info, k exportKind, w io.Writer, maxRows int) (int64, error) {
-	stored, err := readPartHeaders(ctx, store, parts)
-	if err != nil {
-		return 0, err
-	}
+func mergeXLSX(ctx context.Context, store storage.Store, stored []storedPart, k exportKind, w io.Writer, maxRows int) (int64, error) {
 	segs := make([]workbook.Part, len(stored))
 	for i, p := range stored {
 		segs[i] = workbook.Part{Segment: workbook.Segment{Rows: p.rows, Size: p.size, CRC: p.crc, Compressed: p.payload},

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,6 +37,7 @@ func (s putFails) Put(ctx context.Context, key string, r io.Reader) (int64, erro
 // the goroutine feeding it ends (no goroutine left blocked on the pipe).
 func TestMergeStopsWhenTheUploadFails(t *testing.T) {
 	ctx := context.Background()
+	db := testenv.NewDB(t)
 	local, err := storage.NewLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +56,11 @@ func TestMergeStopsWhenTheUploadFails(t *testing.T) {
 			}
 		}
 		e := &models.Export{ID: 9, Kind: "bookings", Format: format}
-		if _, err := mergeExport(ctx, store, nil, e, k); !errors.Is(err, errUploadFailed) {
+		if _, err := db.ExecContext(ctx, `INSERT INTO export (id, kind, format, filter_hash, status) VALUES (9, 'bookings', ?, ?, 'RUNNING')
+			ON CONFLICT (id) DO NOTHING`, format, format); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mergeExport(ctx, store, db.DB, e, k, 8000); !errors.Is(err, errUploadFailed) {
 			t.Fatalf("%s: merge with a failing upload: %v, want the upload's error", format, err)
 		}
 	}
@@ -164,8 +171,7 @@ func TestCorruptXLSXPartIsABadPart(t *testing.T) {
 	if _, err := store.Put(ctx, "exports/3/parts/0/0.part", io.MultiReader(bytes.NewReader(h.encode()), bytes.NewReader(body[partHeaderLen:]))); err != nil {
 		t.Fatal(err)
 	}
-	parts, _ := store.List(ctx, "exports/3/parts/")
-	if _, err := mergeXLSX(ctx, store, parts, k, io.Discard, 10); !errors.Is(err, errBadPart) {
+	if _, err := mergeXLSX(ctx, store, partHeaders(t, store, "exports/3/parts/"), k, io.Discard, 10); !errors.Is(err, errBadPart) {
 		t.Fatalf("merge of a corrupt part: %v, want errBadPart", err)
 	}
 }
@@ -197,4 +203,145 @@ func TestRunningExportProgressAcrossRestarts(t *testing.T) {
 	if es[0].WrittenRows != 8500 {
 		t.Fatalf("written rows %d, want 8500 (5000 + 2000 before the restart, 1500 since; not the other instance's)", es[0].WrittenRows)
 	}
+}
+
+// mergeFixture stores parts of 4 × 500 bookings for export id in format
+// and records the export; it returns the export and the rows written.
+func mergeFixture(t *testing.T, db *testenv.DB, store storage.Store, id int64, format string) (*models.Export, int64) {
+	t.Helper()
+	ctx := context.Background()
+	k := exportKinds["bookings"]
+	for p := 0; p < 4; p++ {
+		part := make([][]string, 500)
+		for i := range part {
+			part[i] = []string{fmt.Sprint(p*500 + i + 1), "7", "김민지", "3", "COMPLETED", "true", "true", "2026-11-24T01:00:00Z", "2026-11-24T01:50:00Z", ""}
+		}
+		if err := writePart(ctx, store, fmt.Sprintf("exports/%d/parts/%020d/%020d.part", id, p, p), format, k, part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO export (id, kind, format, filter_hash, status, total_rows) VALUES (?, 'bookings', ?, ?, 'RUNNING', 2000)`,
+		id, format, fmt.Sprint("h", id)); err != nil {
+		t.Fatal(err)
+	}
+	return &models.Export{ID: id, Kind: "bookings", Format: format}, 2000
+}
+
+// requireMerged checks that export id's file holds rows data rows and the
+// export records as many.
+func requireMerged(t *testing.T, db *testenv.DB, store storage.Store, id, rows int64) {
+	t.Helper()
+	var e models.Export
+	if err := db.NewSelect().Model(&e).Where("id = ?", id).Scan(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if e.FileKey == nil || e.WrittenRows != rows {
+		t.Fatalf("export %d records %d rows (file %v), want %d", id, e.WrittenRows, e.FileKey, rows)
+	}
+	f, err := store.Open(context.Background(), *e.FileKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	body, _ := io.ReadAll(f)
+	if e.Format == "csv" {
+		if lines := int64(bytes.Count(body, []byte("\n"))); lines != rows+1 {
+			t.Fatalf("export %d: the file holds %d lines, want a header and %d rows", id, lines, rows)
+		}
+	}
+	if int64(len(body)) != *e.SizeBytes {
+		t.Fatalf("export %d: %d bytes stored, %d recorded", id, len(body), *e.SizeBytes)
+	}
+}
+
+// TestMergeTwiceInARow: a merge repeated after it succeeded (its step's
+// commit failed, or a duplicate delivery) leaves the good file and its
+// record alone: it never records or stores fewer rows than were written.
+func TestMergeTwiceInARow(t *testing.T) {
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	store, err := storage.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, format := range []string{"csv", "xlsx"} {
+		id := int64(20 + i)
+		e, rows := mergeFixture(t, db, store, id, format)
+		for run := 0; run < 2; run++ {
+			if _, err := mergeExport(ctx, store, db.DB, e, exportKinds["bookings"], rows); err != nil {
+				t.Fatalf("%s merge %d: %v", format, run+1, err)
+			}
+			requireMerged(t, db, store, id, rows)
+		}
+	}
+}
+
+// TestMergeTwiceAtOnce: two merges of one export at the same moment (a
+// re-drive while the first still runs) both end with the whole file.
+func TestMergeTwiceAtOnce(t *testing.T) {
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	store, err := storage.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, format := range []string{"csv", "xlsx"} {
+		id := int64(30 + i)
+		e, rows := mergeFixture(t, db, store, id, format)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for run := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[run] = mergeExport(ctx, store, db.DB, e, exportKinds["bookings"], rows)
+			}()
+		}
+		wg.Wait()
+		for run, err := range errs {
+			if err != nil {
+				t.Fatalf("%s merge %d of 2 at once: %v", format, run+1, err)
+			}
+		}
+		requireMerged(t, db, store, id, rows)
+	}
+}
+
+// TestMergeRefusesMissingRows: parts holding fewer rows than the
+// partitions wrote fail the merge with the reason, and nothing is stored.
+func TestMergeRefusesMissingRows(t *testing.T) {
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	store, err := storage.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, rows := mergeFixture(t, db, store, 40, "csv")
+	if err := store.Delete(ctx, fmt.Sprintf("exports/40/parts/%020d/%020d.part", 2, 2)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = mergeExport(ctx, store, db.DB, e, exportKinds["bookings"], rows)
+	if !errors.Is(err, errMissingRows) {
+		t.Fatalf("merge with a part gone: %v, want errMissingRows", err)
+	}
+	var key *string
+	_ = db.NewRaw("SELECT file_key FROM export WHERE id = 40").Scan(ctx, &key)
+	if key != nil {
+		t.Fatalf("a short file was recorded: %s", *key)
+	}
+}
+
+// partHeaders reads the headers of the parts under prefix, in key order.
+func partHeaders(t testing.TB, store storage.Store, prefix string) []storedPart {
+	t.Helper()
+	infos, err := store.List(context.Background(), prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(infos, func(i, j int) bool { return infos[i].Key < infos[j].Key })
+	parts, err := readPartHeaders(context.Background(), store, infos)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parts
 }

@@ -86,11 +86,6 @@ func TestExportCSVAndXLSX(t *testing.T) {
 		n = v
 	}
 	b.exportData(t, n)
-	// An old export past its retention is expired, its file removed, by the next export.
-	if _, err := b.store.Put(context.Background(), "exports/999/old.csv", strings.NewReader("x")); err != nil {
-		t.Fatal(err)
-	}
-	b.exec(t, `INSERT INTO export (id, kind, format, filter_hash, status, file_key, expires_at) VALUES (999, 'passes', 'csv', 'old', 'COMPLETED', 'exports/999/old.csv', now() - interval '1 minute')`)
 	from := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
 	for _, format := range []string{"csv", "xlsx"} {
 		e := b.runExport(t, tasks.ExportRequest{Kind: "bookings", Format: format, Filter: tasks.ExportFilter{From: &from, Status: "completed"}})
@@ -135,11 +130,6 @@ func TestExportCSVAndXLSX(t *testing.T) {
 			}
 		}
 		if format == "csv" {
-			var st string
-			_ = b.db.NewRaw("SELECT status FROM export WHERE id = 999").Scan(context.Background(), &st)
-			if _, err := b.store.Stat(context.Background(), "exports/999/old.csv"); st != "EXPIRED" || err == nil {
-				t.Fatalf("old export %s, file still there: %v", st, err == nil)
-			}
 			var parts int
 			_ = b.db.NewRaw("SELECT count(*) FROM batch_step_execution WHERE step_name LIKE 'parts:partition%' AND parent_step_execution_id IS NOT NULL AND job_execution_id = (SELECT job_execution_id FROM export WHERE id = ?)", e.ID).Scan(context.Background(), &parts)
 			// The setting's 16, at most one per 25,000 rows.
@@ -371,29 +361,67 @@ func TestExportCSVDefusesFormulas(t *testing.T) {
 	}
 }
 
-// TestExportRetentionByRunAt: retention is decided by the job's run.at, not
-// the wall clock, so a rerun decides the same way: an export launched with
-// a run.at past another's expiry expires it.
-func TestExportRetentionByRunAt(t *testing.T) {
+// TestExpireExportsJob: expire-exports, on its own schedule, expires by
+// its run.at (not the wall clock, so a rerun decides the same way) the
+// exports past their retention and removes their files; an export whose
+// file cannot be removed stays, the others expire, and the run FAILS with
+// the reason. An export job itself no longer expires anything.
+func TestExpireExportsJob(t *testing.T) {
+	t.Parallel()
+	failing := &deleteFails{}
+	b := setup(t, options{wrapStore: func(s storage.Store) storage.Store { failing.Store = s; return failing }})
+	b.exportData(t, 5)
+	ctx := context.Background()
+	for _, id := range []int{996, 997} {
+		if _, err := b.store.Put(ctx, fmt.Sprintf("exports/%d/x.csv", id), strings.NewReader("x")); err != nil {
+			t.Fatal(err)
+		}
+		b.exec(t, `INSERT INTO export (id, kind, format, filter_hash, status, file_key, expires_at) VALUES (?, 'passes', 'csv', ?, 'COMPLETED', ?, now() + interval '1 hour')`,
+			id, fmt.Sprint("later", id), fmt.Sprintf("exports/%d/x.csv", id))
+	}
+	e := b.runExport(t, tasks.ExportRequest{Kind: "passes", Format: "csv"})
+	if st := scan[string](t, b.db, "SELECT status FROM export WHERE id = 997"); st != models.ExportCompleted {
+		t.Fatalf("an export job expired another export: %s", st)
+	}
+	requireCompleted(t, b.run(t, tasks.JobExpireExports, time.Now()))
+	if st := scan[string](t, b.db, "SELECT status FROM export WHERE id = 997"); st != models.ExportCompleted {
+		t.Fatalf("an export expiring in 1 h, expired at run.at now: %s", st)
+	}
+	failing.key.Store("exports/996/x.csv")
+	je := b.run(t, tasks.JobExpireExports, time.Now().Add(2*time.Hour))
+	if je.Status != batch.StatusFailed || !strings.Contains(je.ExitMessage, "export 996") {
+		t.Fatalf("expire-exports with a file it cannot remove: %s %q, want FAILED naming export 996", je.Status, je.ExitMessage)
+	}
+	for id, want := range map[int]string{996: models.ExportCompleted, 997: models.ExportExpired, int(e.ID): models.ExportCompleted} {
+		if st := scan[string](t, b.db, "SELECT status FROM export WHERE id = ?", id); st != want {
+			t.Fatalf("export %d: %s, want %s", id, st, want)
+		}
+	}
+	if _, err := b.store.Stat(ctx, "exports/997/x.csv"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the expired export's file is still there: %v", err)
+	}
+}
+
+// deleteFails is a store whose Delete of one key fails.
+type deleteFails struct {
+	storage.Store
+	key atomic.Value
+}
+
+func (s *deleteFails) Delete(ctx context.Context, key string) error {
+	if k, _ := s.key.Load().(string); k == key {
+		return errors.New("storage refuses the delete")
+	}
+	return s.Store.Delete(ctx, key)
+}
+
+// TestExportRunAtDefault: without run.at an export job takes the launch
+// time, not identifying.
+func TestExportRunAtDefault(t *testing.T) {
 	t.Parallel()
 	b := setup(t, options{})
 	b.exportData(t, 5)
 	ctx := context.Background()
-	b.exec(t, `INSERT INTO export (id, kind, format, filter_hash, status, file_key, expires_at) VALUES (997, 'passes', 'csv', 'later', 'COMPLETED', 'exports/997/x.csv', now() + interval '1 hour')`)
-	e, _, err := tasks.RequestExport(ctx, b.db, tasks.ExportRequest{Kind: "passes", Format: "csv"}, "test", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	at := time.Now().Add(2 * time.Hour).UTC().Format(time.RFC3339)
-	je, err := b.engine.Launch(ctx, tasks.JobExport, batch.Params{
-		tasks.ParamExportID: {Value: fmt.Sprint(e.ID), Identifying: true}, batch.ParamRunAt: {Value: at, Identifying: false}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	requireCompleted(t, b.wait(t, je.JobExecutionID))
-	if st := scan[string](t, b.db, "SELECT status FROM export WHERE id = 997"); st != models.ExportExpired {
-		t.Fatalf("an export expiring in 1 h, with the job's run.at 2 h ahead: %s, want EXPIRED", st)
-	}
 	// Without run.at the job takes the launch time, not identifying.
 	e2, _, _ := tasks.RequestExport(ctx, b.db, tasks.ExportRequest{Kind: "bookings", Format: "csv"}, "test", time.Now())
 	je2, err := b.engine.Launch(ctx, tasks.JobExport, batch.Params{tasks.ParamExportID: {Value: fmt.Sprint(e2.ID), Identifying: true}})
@@ -405,5 +433,56 @@ func TestExportRetentionByRunAt(t *testing.T) {
 	b.db.NewRaw("SELECT identifying FROM batch_job_execution_params WHERE job_execution_id = ? AND parameter_name = 'run.at'", je2.JobExecutionID).Scan(ctx, &ident)
 	if ident != "N" {
 		t.Fatalf("run.at of an export job: identifying %q, want a non-identifying default", ident)
+	}
+}
+
+// TestMergeRepeatedAfterItsCommitFailed: the statement that marks the
+// merge step COMPLETED fails once (a statement timeout); the merge runs
+// again and must leave the export COMPLETED with every row in its file
+// (it used to find the parts deleted and store a header-only file,
+// recording 0 rows). The parts go only once the merge has committed.
+func TestMergeRepeatedAfterItsCommitFailed(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	b.exportData(t, 12_000)
+	b.exec(t, `CREATE SEQUENCE merge_commit_fails;
+		CREATE FUNCTION fail_merge_commit_once() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.step_name = 'merge' AND NEW.status = 'COMPLETED' AND OLD.status <> 'COMPLETED' AND nextval('merge_commit_fails') = 1 THEN
+				RAISE EXCEPTION 'canceling statement due to statement timeout' USING ERRCODE = '57014';
+			END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER fail_merge_commit_once BEFORE UPDATE ON batch_step_execution FOR EACH ROW EXECUTE FUNCTION fail_merge_commit_once()`)
+	for _, format := range []string{"csv", "xlsx"} {
+		b.exec(t, "ALTER SEQUENCE merge_commit_fails RESTART")
+		e := b.runExport(t, tasks.ExportRequest{Kind: "bookings", Format: format, Force: true})
+		if n := scan[int](t, b.db, "SELECT last_value FROM merge_commit_fails"); n < 2 {
+			t.Fatalf("%s: the merge's commit was not retried (%d tries)", format, n)
+		}
+		if e.WrittenRows != 12_000 {
+			t.Fatalf("%s: export records %d rows after a repeated merge, want 12000", format, e.WrittenRows)
+		}
+		f, err := b.store.Open(context.Background(), *e.FileKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(f)
+		f.Close()
+		if format == "csv" {
+			if lines := strings.Count(string(body), "\n"); lines != 12_001 {
+				t.Fatalf("csv: the file holds %d lines after a repeated merge, want 12001", lines)
+			}
+		} else {
+			x, err := excelize.OpenReader(strings.NewReader(string(body)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows, _ := x.GetRows("Sheet1")
+			x.Close()
+			if len(rows) != 12_001 {
+				t.Fatalf("xlsx: %d rows after a repeated merge, want 12001", len(rows))
+			}
+		}
 	}
 }

@@ -32,6 +32,7 @@ var DefaultSchedule = []Entry{
 	{JobMakeStatistics, "5 * * * *", "SCHEDULE_MAKE_STATISTICS"},
 	{JobNotifyBeforeExpiry, "0 9 * * *", "SCHEDULE_NOTIFY_BEFORE_EXPIRY"},
 	{JobPurgeIdempotencyKeys, "23 * * * *", "SCHEDULE_PURGE_IDEMPOTENCY_KEYS"},
+	{JobExpireExports, "17 * * * *", "SCHEDULE_EXPIRE_EXPORTS"},
 }
 
 var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)

@@ -50,6 +50,7 @@ func Jobs(d Deps) []*batch.Job {
 	return []*batch.Job{
 		ExpirePassesJob(d), AddPassesJob(d), NotifyBeforeClassJob(d),
 		UsePassesJob(d), MakeStatisticsJob(d), NotifyBeforeExpiryJob(d), ExportJob(d), PurgeIdempotencyKeysJob(d),
+		ExpireExportsJob(d),
 	}
 }
 
