@@ -261,28 +261,64 @@ func (e *Engine) Stop(ctx context.Context, jeID int64) error {
 }
 
 // Abandon marks a STOPPED or FAILED execution (or one stuck STOPPING)
-// ABANDONED; its instance can never run again.
+// ABANDONED; its instance can never run again. An execution abandoned
+// while STOPPING never finished, so its after-job listeners run then (with
+// the status ABANDONED): what they keep in step with the job (an export's
+// row) does not stay RUNNING.
 func (e *Engine) Abandon(ctx context.Context, jeID int64) error {
-	return e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		res, err := tx.NewUpdate().Model((*JobExecution)(nil)).
-			Set("status = ?", StatusAbandoned).Set("exit_code = ?", ExitFailed).
-			Set("end_time = coalesce(end_time, clock_timestamp())").Set("version = version + 1").Set("last_updated = clock_timestamp()").
-			Where("job_execution_id = ? AND status IN (?, ?, ?)", jeID, StatusStopped, StatusFailed, StatusStopping).Exec(ctx)
-		if err != nil {
-			return fmt.Errorf("abandon execution %d: %w", jeID, err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			je, err := loadJobExecution(ctx, tx, jeID)
-			if err != nil {
-				return err
+	var ended *JobExecution
+	var job *Job
+	var params Params
+	err := e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		je := new(JobExecution)
+		if err := tx.NewSelect().Model(je).Relation("Instance").Where("job_execution.job_execution_id = ?", jeID).For("UPDATE OF job_execution").Scan(ctx); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("execution %d: %w", jeID, ErrNotFound)
 			}
+			return fmt.Errorf("load execution %d: %w", jeID, err)
+		}
+		if je.Status != StatusStopped && je.Status != StatusFailed && je.Status != StatusStopping {
 			return fmt.Errorf("execution %d is %s; only STOPPED, FAILED or STOPPING executions can be abandoned: %w", jeID, je.Status, ErrInvalidTransition)
 		}
-		_, err = tx.NewUpdate().Model((*StepExecution)(nil)).
+		unfinished := je.Status == StatusStopping
+		if err := tx.NewUpdate().Model(je).
+			Set("status = ?", StatusAbandoned).Set("exit_code = ?", ExitFailed).
+			Set("end_time = coalesce(end_time, clock_timestamp())").Set("version = version + 1").Set("last_updated = clock_timestamp()").
+			WherePK().Returning("*").Scan(ctx); err != nil {
+			return fmt.Errorf("abandon execution %d: %w", jeID, err)
+		}
+		if _, err := tx.NewUpdate().Model((*StepExecution)(nil)).
 			Set("status = ?", StatusAbandoned).Set("end_time = coalesce(end_time, clock_timestamp())").Set("version = version + 1").Set("last_updated = clock_timestamp()").
-			Where("job_execution_id = ? AND status IN (?, ?, ?)", jeID, StatusStarting, StatusStarted, StatusStopping).Exec(ctx)
-		return err
+			Where("job_execution_id = ? AND status IN (?, ?, ?)", jeID, StatusStarting, StatusStarted, StatusStopping).Exec(ctx); err != nil {
+			return fmt.Errorf("abandon the steps of execution %d: %w", jeID, err)
+		}
+		if !unfinished {
+			return nil
+		}
+		var err error
+		if job, err = e.reg.Job(je.Instance.JobName); err != nil {
+			job = nil
+			return nil // a job unknown here has no listeners to run
+		}
+		if params, err = loadParams(ctx, tx, jeID); err != nil {
+			return err
+		}
+		if je.ExitMessage == "" {
+			je.ExitMessage = "abandoned while stopping"
+		}
+		ended = je
+		return runJobListeners(ctx, tx, job, true, je, params)
 	})
+	if err != nil || ended == nil || job == nil {
+		return err
+	}
+	e.m.execution(job.Name, StatusAbandoned)
+	for _, l := range job.Listeners {
+		if l.AfterJobCommitted != nil {
+			l.AfterJobCommitted(ctx, ended, params)
+		}
+	}
+	return nil
 }
 
 // Recover ends a running execution whose processes died and whose tasks

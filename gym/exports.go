@@ -38,13 +38,31 @@ func (s *Service) RequestExport(ctx context.Context, r tasks.ExportRequest, by s
 	if err != nil {
 		return Export{}, false, err
 	}
-	if created {
-		_, err := s.Engine.Launch(ctx, tasks.JobExport, batch.Params{tasks.ParamExportID: {Value: strconv.FormatInt(e.ID, 10), Identifying: true}})
-		if err != nil && !errors.Is(err, batch.ErrAlreadyRunning) {
-			return Export{}, false, fmt.Errorf("launch export %d: %w", e.ID, err)
+	// A PENDING export with no job yet is launched again: the process that
+	// recorded it may have died before its launch (a repeat finds the job
+	// running, which is harmless).
+	if created || (e.Status == models.ExportPending && e.JobExecutionID == nil) {
+		if err := s.launchExport(ctx, e.ID); err != nil {
+			return Export{}, false, err
 		}
 	}
 	return exportOf(*e), created, nil
+}
+
+// launchExport launches export id's job. When the launch fails before any
+// execution exists, the export is marked FAILED with the reason, so it is
+// not returned to every identical request as PENDING forever.
+func (s *Service) launchExport(ctx context.Context, id int64) error {
+	je, err := s.Engine.Launch(ctx, tasks.JobExport, batch.Params{tasks.ParamExportID: {Value: strconv.FormatInt(id, 10), Identifying: true}})
+	if err == nil || je != nil || errors.Is(err, batch.ErrAlreadyRunning) {
+		return nil // running, or created and left to the reconciler to start
+	}
+	if _, ferr := s.DB.NewUpdate().Model((*models.Export)(nil)).Set("status = ?", models.ExportFailed).
+		Set("error = ?", "could not start: "+err.Error()).Set("modified_at = now()").
+		Where("id = ? AND status = ?", id, models.ExportPending).Exec(ctx); ferr != nil {
+		s.log().ErrorContext(ctx, "an export whose launch failed could not be marked FAILED", "export_id", id, "err", ferr)
+	}
+	return fmt.Errorf("launch export %d: %w", id, err)
 }
 
 // Exports lists exports newest first, before the id p.After.

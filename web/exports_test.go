@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/passbatch/passbatch/tasks"
 )
 
 func TestExportFlow(t *testing.T) {
@@ -88,5 +90,75 @@ func TestExportFlow(t *testing.T) {
 	_ = b.db.NewRaw("SELECT count(*) FROM export").Scan(context.Background(), &n)
 	if n != 1 {
 		t.Fatalf("%d exports, want 1", n)
+	}
+}
+
+// waitExport polls export id until it is COMPLETED or FAILED (or a minute
+// passes) and returns its status.
+func (b *bundle) waitExport(t *testing.T, id int64) string {
+	t.Helper()
+	var status string
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err := b.db.NewRaw("SELECT status FROM export WHERE id = ?", id).Scan(context.Background(), &status); err != nil {
+			t.Fatal(err)
+		}
+		if status == "COMPLETED" || status == "FAILED" {
+			break
+		}
+	}
+	return status
+}
+
+// TestExportWhoseLaunchWasLostStarts: an export recorded PENDING whose job
+// was never launched (its process died in between) is launched by the
+// next identical request instead of being returned PENDING forever.
+func TestExportWhoseLaunchWasLostStarts(t *testing.T) {
+	t.Parallel()
+	b := setup(t, true)
+	req := tasks.ExportRequest{Kind: "passes", Format: "csv"}
+	filter, hash, err := req.Validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id int64
+	if err := b.db.NewRaw(`INSERT INTO export (kind, format, filter, filter_hash, status, created_at) VALUES ('passes', 'csv', ?, ?, 'PENDING', now() - interval '5 minutes') RETURNING id`,
+		string(filter), hash).Scan(context.Background(), &id); err != nil {
+		t.Fatal(err)
+	}
+	st, got, _ := b.do(t, nil, call{"again", "admin", "POST", "/api/admin/exports", `{"kind":"passes","format":"csv"}`, nil, 0, "", ""})
+	if st != 202 || int64(got["id"].(float64)) != id {
+		t.Fatalf("identical request: %d %v, want the pending export %d", st, got, id)
+	}
+	if status := b.waitExport(t, id); status != "COMPLETED" {
+		t.Fatalf("the export whose launch was lost ended %s, want COMPLETED", status)
+	}
+}
+
+// TestAbandonStoppingExport: an export whose execution is abandoned while
+// stuck STOPPING (its worker died) becomes FAILED, not RUNNING forever.
+func TestAbandonStoppingExport(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	st, got, _ := b.do(t, nil, call{"export", "admin", "POST", "/api/admin/exports", `{"kind":"passes","format":"xlsx"}`, nil, 0, "", ""})
+	if st != 202 {
+		t.Fatalf("request: %d %v", st, got)
+	}
+	id := int64(got["id"].(float64))
+	var je int64
+	if err := b.db.NewRaw(`UPDATE batch_job_execution SET status = 'STOPPING' WHERE job_execution_id = (SELECT max(job_execution_id) FROM batch_job_execution) RETURNING job_execution_id`).Scan(context.Background(), &je); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.db.ExecContext(context.Background(), "UPDATE export SET status = 'RUNNING', job_execution_id = ? WHERE id = ?", je, id); err != nil {
+		t.Fatal(err)
+	}
+	if st, got, _ := b.do(t, nil, call{"abandon", "admin", "POST", fmt.Sprintf("/api/admin/executions/%d/abandon", je), "", nil, 0, "", ""}); st/100 != 2 {
+		t.Fatalf("abandon: %d %v", st, got)
+	}
+	var status, reason string
+	if err := b.db.NewRaw("SELECT status, coalesce(error, '') FROM export WHERE id = ?", id).Scan(context.Background(), &status, &reason); err != nil {
+		t.Fatal(err)
+	}
+	if status != "FAILED" || !strings.Contains(reason, "ABANDONED") {
+		t.Fatalf("export of an execution abandoned while stopping: %s %q, want FAILED saying why", status, reason)
 	}
 }
