@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/uptrace/bun/dialect/pgdialect"
 )
 
 // ExecutionSummary is one job execution as operators list it.
@@ -47,8 +49,7 @@ func (e *Engine) ListExecutions(ctx context.Context, f ExecutionFilter) ([]Execu
 		f.Limit = 500
 	}
 	q := e.db.NewSelect().TableExpr("batch_job_execution AS e").
-		Join("JOIN batch_job_instance AS i USING (job_instance_id)").
-		ColumnExpr("e.job_execution_id, e.job_instance_id, i.job_name, e.status, e.exit_code, e.exit_message, e.create_time, e.start_time, e.end_time").
+		ColumnExpr("e.job_execution_id, e.job_instance_id, e.job_name, e.status, e.exit_code, e.exit_message, e.create_time, e.start_time, e.end_time").
 		ColumnExpr(`c.read_count, c.write_count, c.filter_count, c.skip_count`).
 		Join(`CROSS JOIN LATERAL (SELECT coalesce(sum(s.read_count),0) AS read_count, coalesce(sum(s.write_count),0) AS write_count,
 			coalesce(sum(s.filter_count),0) AS filter_count,
@@ -59,7 +60,7 @@ func (e *Engine) ListExecutions(ctx context.Context, f ExecutionFilter) ([]Execu
 			      WHERE p.step_execution_id = s.parent_step_execution_id AND p.status IN ('STARTING','STARTED'))))) AS c`).
 		OrderExpr("e.job_execution_id DESC").Limit(int64(f.Limit))
 	if f.JobName != "" {
-		q = q.Where("i.job_name = ?", f.JobName)
+		q = q.Where("e.job_name = ?", f.JobName)
 	}
 	if f.Status != "" {
 		q = q.Where("e.status = ?", f.Status)
@@ -223,13 +224,16 @@ func stepDetail(s StepExecution, parts []partitionCounts) (sd StepDetail, done, 
 	return sd, done, total
 }
 
-// LastExecutions returns the newest execution of each job name.
+// LastExecutions returns the newest execution of each registered job.
+// One index lookup per job (batch_job_execution_job_name_idx), however
+// many executions the repository holds.
 func (e *Engine) LastExecutions(ctx context.Context) (map[string]ExecutionSummary, error) {
 	var rows []ExecutionSummary
-	err := e.db.NewRaw(`SELECT DISTINCT ON (i.job_name) e.job_execution_id, e.job_instance_id, i.job_name, e.status, e.exit_code,
-		e.exit_message, e.create_time, e.start_time, e.end_time
-		FROM batch_job_execution e JOIN batch_job_instance i USING (job_instance_id)
-		ORDER BY i.job_name, e.job_execution_id DESC`).Scan(ctx, &rows)
+	err := e.db.NewRaw(`SELECT x.* FROM unnest(?::text[]) AS j(name) CROSS JOIN LATERAL (
+			SELECT e.job_execution_id, e.job_instance_id, e.job_name, e.status, e.exit_code,
+				e.exit_message, e.create_time, e.start_time, e.end_time
+			FROM batch_job_execution e WHERE e.job_name = j.name ORDER BY e.job_execution_id DESC LIMIT 1) x`,
+		pgdialect.Array(e.reg.Names())).Scan(ctx, &rows)
 	if err != nil {
 		return nil, fmt.Errorf("last executions: %w", err)
 	}
@@ -248,16 +252,16 @@ type RunPoint struct {
 	Seconds        float64 `bun:"seconds" json:"seconds"`
 }
 
-// RecentRuns returns each job's last n executions, oldest first, with how
-// long each ran (so far, for a running one), in one query.
+// RecentRuns returns each registered job's last n executions, oldest
+// first, with how long each ran (so far, for a running one), in one query
+// of n index entries per job.
 func (e *Engine) RecentRuns(ctx context.Context, n int) (map[string][]RunPoint, error) {
 	var rows []RunPoint
-	err := e.db.NewRaw(`SELECT job_name, job_execution_id, status, seconds FROM (
-			SELECT i.job_name, e.job_execution_id, e.status,
-				extract(epoch FROM coalesce(e.end_time, now()) - coalesce(e.start_time, e.create_time))::float8 AS seconds,
-				row_number() OVER (PARTITION BY i.job_name ORDER BY e.job_execution_id DESC) AS k
-			FROM batch_job_execution e JOIN batch_job_instance i USING (job_instance_id)) r
-		WHERE k <= ? ORDER BY job_name, job_execution_id`, n).Scan(ctx, &rows)
+	err := e.db.NewRaw(`SELECT x.* FROM unnest(?::text[]) AS j(name) CROSS JOIN LATERAL (
+			SELECT e.job_name, e.job_execution_id, e.status,
+				extract(epoch FROM coalesce(e.end_time, now()) - coalesce(e.start_time, e.create_time))::float8 AS seconds
+			FROM batch_job_execution e WHERE e.job_name = j.name ORDER BY e.job_execution_id DESC LIMIT ?) x
+		ORDER BY x.job_name, x.job_execution_id`, pgdialect.Array(e.reg.Names()), n).Scan(ctx, &rows)
 	if err != nil {
 		return nil, fmt.Errorf("recent runs: %w", err)
 	}

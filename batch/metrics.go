@@ -84,7 +84,9 @@ func (m *Metrics) execution(job string, status Status) {
 // RepositoryCollector reports what the job repository holds, read from
 // Postgres at most every 15 s however often it is scraped:
 //
-//   - passbatch_job_executions{job,status}: executions by job and status;
+//   - passbatch_job_executions{job,status}: executions created in the
+//     last 24 hours, and every running one, by job and status (not every
+//     execution ever: the count must stay cheap as the repository grows);
 //   - passbatch_running_partitions{job,step,status}: the partitions of
 //     running executions;
 //   - passbatch_execution_idle_seconds{job}: for each job with a running
@@ -104,7 +106,7 @@ type RepositoryCollector struct {
 
 var (
 	descExecutions = prometheus.NewDesc("passbatch_job_executions",
-		"Job executions in the repository by job and status.", []string{"job", "status"}, nil)
+		"Job executions created in the last 24 hours, and every running one, by job and status.", []string{"job", "status"}, nil)
 	descPartitions = prometheus.NewDesc("passbatch_running_partitions",
 		"Partitions of running job executions by job, step and status.", []string{"job", "step", "status"}, nil)
 	descIdle = prometheus.NewDesc("passbatch_execution_idle_seconds",
@@ -163,8 +165,8 @@ var repositoryQueries = []struct {
 	labels int
 	sql    string
 }{
-	{descExecutions, 2, `SELECT i.job_name AS a, e.status AS b, count(*)::float8 AS n FROM batch_job_execution e
-		JOIN batch_job_instance i USING (job_instance_id) GROUP BY 1, 2`},
+	{descExecutions, 2, `SELECT e.job_name AS a, e.status AS b, count(*)::float8 AS n FROM batch_job_execution e
+		WHERE e.create_time > now() - interval '24 hours' OR e.status IN ('STARTING', 'STARTED', 'STOPPING') GROUP BY 1, 2`},
 	{descPartitions, 3, `SELECT i.job_name AS a, regexp_replace(s.step_name, ':partition[0-9]+$', '') AS b, s.status AS c, count(*)::float8 AS n FROM batch_job_execution e
 		JOIN batch_job_instance i USING (job_instance_id) JOIN batch_step_execution s USING (job_execution_id)
 		WHERE e.status IN ('STARTING', 'STARTED', 'STOPPING') AND s.parent_step_execution_id IS NOT NULL GROUP BY 1, 2, 3`},

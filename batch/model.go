@@ -27,16 +27,19 @@ type JobInstance struct {
 type JobExecution struct {
 	bun.BaseModel `bun:"table:batch_job_execution"`
 
-	JobExecutionID int64      `bun:"job_execution_id,pk,autoincrement" json:"job_execution_id"`
-	Version        int64      `bun:"version,notnull" json:"version"`
-	JobInstanceID  int64      `bun:"job_instance_id,notnull" json:"job_instance_id"`
-	CreateTime     time.Time  `bun:"create_time,nullzero,notnull,default:current_timestamp" json:"create_time"`
-	StartTime      *time.Time `bun:"start_time" json:"start_time"`
-	EndTime        *time.Time `bun:"end_time" json:"end_time"`
-	Status         string     `bun:"status,notnull" json:"status"`
-	ExitCode       string     `bun:"exit_code,notnull" json:"exit_code"`
-	ExitMessage    string     `bun:"exit_message,notnull" json:"exit_message"`
-	LastUpdated    time.Time  `bun:"last_updated,nullzero,notnull,default:current_timestamp" json:"last_updated"`
+	JobExecutionID int64 `bun:"job_execution_id,pk,autoincrement" json:"job_execution_id"`
+	Version        int64 `bun:"version,notnull" json:"version"`
+	JobInstanceID  int64 `bun:"job_instance_id,notnull" json:"job_instance_id"`
+	// JobName is the instance's job name, kept on the execution (filled by
+	// a trigger) so lists by job read an index.
+	JobName     string     `bun:"job_name,nullzero" json:"job_name"`
+	CreateTime  time.Time  `bun:"create_time,nullzero,notnull,default:current_timestamp" json:"create_time"`
+	StartTime   *time.Time `bun:"start_time" json:"start_time"`
+	EndTime     *time.Time `bun:"end_time" json:"end_time"`
+	Status      string     `bun:"status,notnull" json:"status"`
+	ExitCode    string     `bun:"exit_code,notnull" json:"exit_code"`
+	ExitMessage string     `bun:"exit_message,notnull" json:"exit_message"`
+	LastUpdated time.Time  `bun:"last_updated,nullzero,notnull,default:current_timestamp" json:"last_updated"`
 	// Generation counts the reconciler's re-drives of the execution; control
 	// tasks carry it in their IDs.
 	Generation int `bun:"generation,notnull" json:"generation"`

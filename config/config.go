@@ -83,6 +83,7 @@ type S3 struct {
 var ScheduleVars = []string{
 	"SCHEDULE_EXPIRE_PASSES", "SCHEDULE_ADD_PASSES", "SCHEDULE_NOTIFY_BEFORE_CLASS", "SCHEDULE_USE_PASSES",
 	"SCHEDULE_MAKE_STATISTICS", "SCHEDULE_NOTIFY_BEFORE_EXPIRY", "SCHEDULE_PURGE_IDEMPOTENCY_KEYS", "SCHEDULE_EXPIRE_EXPORTS",
+	"SCHEDULE_PURGE_JOB_REPOSITORY",
 }
 
 // Web is how the api is published.
@@ -145,6 +146,10 @@ type Fleet struct {
 	// without progress before it ends FAILED with the last error. Default
 	// 3 (REDRIVE_LIMIT).
 	RedriveLimit int
+	// RepositoryRetention is how long finished executions stay in the job
+	// repository before the scheduled purge deletes them. Default 90 days
+	// (REPOSITORY_RETENTION: 90d, 2160h…; 0 keeps everything).
+	RepositoryRetention time.Duration
 	// IdleInTransactionTimeout ends a worker's transaction left idle this
 	// long (a frozen process), releasing its locks. Default 5s
 	// (DB_IDLE_IN_TRANSACTION_TIMEOUT; 0 turns it off).
@@ -451,6 +456,14 @@ func loadFleet(get func(string) string) (Fleet, error) {
 		}
 		f.TaskMaxRetry = n
 	}
+	f.RepositoryRetention = 90 * 24 * time.Hour
+	if v := get("REPOSITORY_RETENTION"); v != "" {
+		d, err := parseDays(v)
+		if err != nil || d < 0 || (d > 0 && d < time.Hour) {
+			return f, &Error{"REPOSITORY_RETENTION", "want a duration of at least an hour such as 90d or 2160h (0 keeps everything)"}
+		}
+		f.RepositoryRetention = d
+	}
 	f.RedriveLimit = 3
 	if v := get("REDRIVE_LIMIT"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -463,6 +476,18 @@ func loadFleet(get func(string) string) (Fleet, error) {
 		return f, &Error{"FAILOVER_AFTER", "want at least three HEARTBEAT_EVERY, or a slow heartbeat reads as a death"}
 	}
 	return f, nil
+}
+
+// parseDays is time.ParseDuration that also takes whole days ("90d").
+func parseDays(v string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil {
+			return 0, err
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(v)
 }
 
 // Logger builds the process logger: JSON in production, text in a terminal

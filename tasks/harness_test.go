@@ -33,6 +33,8 @@ type options struct {
 	wrapStore func(storage.Store) storage.Store
 	// partitions is the engine's partition count. Default 4.
 	partitions int
+	// retention is purge-job-repository's REPOSITORY_RETENTION. Default 0.
+	retention time.Duration
 }
 
 func setup(t *testing.T, o options) *bundle {
@@ -60,7 +62,7 @@ func setup(t *testing.T, o options) *bundle {
 	if o.partitions == 0 {
 		o.partitions = 4
 	}
-	reg := tasks.Registry(tasks.Deps{DB: db.DB, Notifier: o.notifier, Store: jobStore, Logger: log})
+	reg := tasks.Registry(tasks.Deps{DB: db.DB, Notifier: o.notifier, Store: jobStore, Logger: log, RepositoryRetention: o.retention})
 	eng := batch.New(db.DB, client, reg, batch.Options{Logger: log, Partitions: batch.FixedPartitions(o.partitions)})
 	w := eng.NewWorker(opt, batch.WorkerOptions{
 		Concurrency: 8, Queues: batch.Queues(map[string]int{tasks.QueueSchedule: 6}), Logger: log,

@@ -499,3 +499,29 @@ func TestDemoMonth(t *testing.T) {
 		t.Fatalf("a second backfill: %d executions, %v; want none (every day counted)", len(again), err)
 	}
 }
+
+// TestPurgeJobRepository: the scheduled purge deletes, batch.PurgeBatch
+// instances a call, the instances finished more than the retention before
+// its run.at, and only those; its own execution counts what it deleted.
+func TestPurgeJobRepository(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{retention: 90 * 24 * time.Hour})
+	const old = batch.PurgeBatch + 500 // two calls of the tasklet, then a third finds none
+	b.exec(t, `INSERT INTO batch_job_instance (job_instance_id, job_name, job_key) SELECT i, 'old', 'k' || i FROM generate_series(1, ?) i`, old)
+	b.exec(t, `INSERT INTO batch_job_execution (job_instance_id, status, exit_code, create_time, end_time)
+		SELECT i, 'COMPLETED', 'COMPLETED', ?::timestamptz - interval '100 days', ?::timestamptz - interval '100 days' FROM generate_series(1, ?) i`, runAt, runAt, old)
+	b.exec(t, `SELECT setval('batch_job_instance_job_instance_id_seq', ?)`, old)
+	je := b.run(t, tasks.JobPurgeJobRepository, runAt)
+	requireCompleted(t, je)
+	if n := scan[int](t, b.db, "SELECT count(*) FROM batch_job_execution WHERE job_name = 'old'"); n != 0 {
+		t.Fatalf("%d old executions left", n)
+	}
+	if n := scan[int](t, b.db, "SELECT count(*) FROM batch_job_execution WHERE job_execution_id = ?", je.JobExecutionID); n != 1 {
+		t.Fatal("the purge purged itself")
+	}
+	s := scan[int64](t, b.db, "SELECT write_count FROM batch_step_execution WHERE job_execution_id = ? AND step_name = 'purge'", je.JobExecutionID)
+	calls := scan[int64](t, b.db, "SELECT commit_count FROM batch_step_execution WHERE job_execution_id = ? AND step_name = 'purge'", je.JobExecutionID)
+	if s != old || calls != 3 {
+		t.Fatalf("the purge step wrote %d in %d calls, want %d in 3", s, calls, old)
+	}
+}

@@ -33,6 +33,7 @@ var DefaultSchedule = []Entry{
 	{JobNotifyBeforeExpiry, "0 9 * * *", "SCHEDULE_NOTIFY_BEFORE_EXPIRY"},
 	{JobPurgeIdempotencyKeys, "23 * * * *", "SCHEDULE_PURGE_IDEMPOTENCY_KEYS"},
 	{JobExpireExports, "17 * * * *", "SCHEDULE_EXPIRE_EXPORTS"},
+	{JobPurgeJobRepository, "41 3 * * *", "SCHEDULE_PURGE_JOB_REPOSITORY"},
 }
 
 var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)

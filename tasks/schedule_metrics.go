@@ -69,8 +69,17 @@ func (c *ScheduleCollector) read(ctx context.Context) []prometheus.Metric {
 		Job  string    `bun:"job_name"`
 		Last time.Time `bun:"last"`
 	}
-	if err := c.db.NewRaw(`SELECT i.job_name, max(e.create_time) AS last FROM batch_job_execution e
-		JOIN batch_job_instance i USING (job_instance_id) GROUP BY 1`).Scan(ctx, &rows); err != nil {
+	// The job names by a skip scan of batch_job_execution_job_name_idx,
+	// then each one's newest execution: index lookups, not an aggregate
+	// over every execution ever.
+	if err := c.db.NewRaw(`WITH RECURSIVE names AS (
+			(SELECT job_name FROM batch_job_execution ORDER BY job_name LIMIT 1)
+			UNION ALL
+			SELECT (SELECT e.job_name FROM batch_job_execution e WHERE e.job_name > n.job_name ORDER BY e.job_name LIMIT 1)
+			FROM names n WHERE n.job_name IS NOT NULL)
+		SELECT n.job_name, (SELECT e.create_time FROM batch_job_execution e WHERE e.job_name = n.job_name
+			ORDER BY e.job_execution_id DESC LIMIT 1) AS last
+		FROM names n WHERE n.job_name IS NOT NULL`).Scan(ctx, &rows); err != nil {
 		return []prometheus.Metric{prometheus.NewInvalidMetric(descMissed, err)}
 	}
 	last := map[string]time.Time{}

@@ -37,6 +37,9 @@ type Deps struct {
 	// Default 0: the launch's partitions= parameter, else the engine's
 	// setting (PARTITIONS, batch.Options.Partitions).
 	Partitions int
+	// RepositoryRetention is how long purge-job-repository keeps finished
+	// executions (REPOSITORY_RETENTION). 0 keeps everything.
+	RepositoryRetention time.Duration
 }
 
 // Jobs returns every PT job.
@@ -50,7 +53,7 @@ func Jobs(d Deps) []*batch.Job {
 	return []*batch.Job{
 		ExpirePassesJob(d), AddPassesJob(d), NotifyBeforeClassJob(d),
 		UsePassesJob(d), MakeStatisticsJob(d), NotifyBeforeExpiryJob(d), ExportJob(d), PurgeIdempotencyKeysJob(d),
-		ExpireExportsJob(d),
+		ExpireExportsJob(d), PurgeJobRepositoryJob(d),
 	}
 }
 

@@ -47,7 +47,7 @@ func jobsErr(err error) error {
 
 func cmdJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageErr("usage: ptctl jobs list|launch|status|restart|stop|abandon|recover")
+		return usageErr("usage: ptctl jobs list|launch|status|restart|stop|abandon|recover|purge")
 	}
 	sub, args := args[0], args[1:]
 	switch sub {
@@ -59,8 +59,10 @@ func cmdJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return jobsStatus(ctx, args, stdout, stderr)
 	case "restart", "stop", "abandon", "recover":
 		return jobsControl(ctx, sub, args, stdout, stderr)
+	case "purge":
+		return jobsPurge(ctx, args, stdout, stderr)
 	}
-	return usageErr("unknown jobs command %q (want list, launch, status, restart, stop, abandon or recover)", sub)
+	return usageErr("unknown jobs command %q (want list, launch, status, restart, stop, abandon, recover or purge)", sub)
 }
 
 func jobsList(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -26,7 +26,8 @@ Usage:
   ptctl jobs launch NAME [key=value ...] [-key=value ...] [--wait] [--json]
                                 key=value is identifying, -key=value is not
   ptctl jobs status ID [--watch] [--json]
-  ptctl jobs restart ID | stop ID | abandon ID
+  ptctl jobs restart ID | stop ID | abandon ID | recover ID
+  ptctl jobs purge --before DATE [--dry-run]
   ptctl bench [flags]           run the benchmarks (see ptctl bench -h)
 
 Environment: DATABASE_URL (all), REDIS_URL (jobs, bench), LOG_LEVEL.

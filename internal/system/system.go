@@ -98,7 +98,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, appName stri
 		return nil, err
 	}
 	s.Notifier = notify.FromConfig(cfg.NotifyWebhookURL, log)
-	s.Registry = tasks.Registry(tasks.Deps{DB: db, Notifier: s.Notifier, Store: s.Store, Logger: log})
+	s.Registry = tasks.Registry(tasks.Deps{DB: db, Notifier: s.Notifier, Store: s.Store, Logger: log,
+		RepositoryRetention: cfg.Fleet.RepositoryRetention})
 	if s.Redis != nil {
 		s.Inspector = asynq.NewInspector(s.Redis)
 	}
