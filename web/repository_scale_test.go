@@ -118,7 +118,7 @@ func TestRepositoryAtScale(t *testing.T) {
 	}
 	for _, q := range queries {
 		var raw []byte
-		if err := b.db.NewRaw("EXPLAIN (FORMAT JSON) " + q).Scan(ctx, &raw); err != nil {
+		if err := b.db.NewRaw("EXPLAIN (FORMAT JSON) "+q).Scan(ctx, &raw); err != nil {
 			t.Fatalf("explain %s: %v", q, err)
 		}
 		var plan any
