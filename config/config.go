@@ -21,6 +21,9 @@ import (
 
 // Config is the whole configuration of a passbatch process.
 type Config struct {
+	// Need is what the process was loaded for: the groups of settings it
+	// uses (a scheduler opens no file storage, so it needs no credentials).
+	Need Need
 	// DatabaseURL is the Postgres URL (postgres://...). Required.
 	DatabaseURL string
 	// RedisURL is the Redis URL (redis://, rediss://, redis-socket://,
@@ -88,8 +91,9 @@ var ScheduleVars = []string{
 
 // Web is how the api is published.
 type Web struct {
-	// MetricsToken is the bearer token /metrics wants. Default ADMIN_TOKEN
-	// (METRICS_TOKEN).
+	// MetricsToken is the bearer token the api's public /metrics wants
+	// (METRICS_TOKEN; never ADMIN_TOKEN). Empty: /metrics is not served on
+	// the public port, only on METRICS_ADDR.
 	MetricsToken string
 	// CookieSecure marks cookies Secure with __Host- names and sends HSTS.
 	// Default true (COOKIE_SECURE); make dev sets false for plain HTTP.
@@ -167,8 +171,9 @@ type Fleet struct {
 
 // Need says which optional groups of settings a process requires.
 type Need struct {
-	Redis bool // REDIS_URL
-	Web   bool // ADMIN_TOKEN, SESSION_SECRET, HTTP_ADDR
+	Redis   bool // REDIS_URL
+	Web     bool // ADMIN_TOKEN, SESSION_SECRET, HTTP_ADDR
+	Storage bool // STORAGE_DIR or STORAGE_URL and its S3 credentials: the process reads or writes files
 }
 
 // Error is a configuration mistake: the variable and what was expected.
@@ -194,6 +199,7 @@ func Load(lookup func(string) (string, bool), need Need) (Config, error) {
 		return strings.TrimSpace(v)
 	}
 	c := Config{
+		Need:             need,
 		DatabaseURL:      get("DATABASE_URL"),
 		RedisURL:         get("REDIS_URL"),
 		HTTPAddr:         get("HTTP_ADDR"),
@@ -374,10 +380,12 @@ func loadLogging(c *Config, get func(string) string, need Need) error {
 // loadWeb reads the api's security settings.
 func loadWeb(get func(string) string, c Config) (Web, error) {
 	w := Web{MetricsToken: get("METRICS_TOKEN"), CookieSecure: true, AsynqmonReadOnly: true, Pprof: "loopback"}
-	if w.MetricsToken == "" {
-		w.MetricsToken = c.AdminToken
-	} else if len(w.MetricsToken) < 12 || published(w.MetricsToken) {
+	switch {
+	case w.MetricsToken == "":
+	case len(w.MetricsToken) < 12 || published(w.MetricsToken):
 		return w, &Error{"METRICS_TOKEN", "want at least 12 random characters"}
+	case w.MetricsToken == c.AdminToken:
+		return w, &Error{"METRICS_TOKEN", "want a token of its own, not ADMIN_TOKEN: a scraper must not hold the admin's keys"}
 	}
 	for _, b := range []struct {
 		name string

@@ -54,6 +54,9 @@ func TestLoad(t *testing.T) {
 		{name: "bad cookie secure", change: map[string]string{"COOKIE_SECURE": "maybe"}, wantVar: "COOKIE_SECURE"},
 		{name: "bad trusted proxy", change: map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8, lb.example"}, wantVar: "TRUSTED_PROXIES"},
 		{name: "short metrics token", change: map[string]string{"METRICS_TOKEN": "short"}, wantVar: "METRICS_TOKEN"},
+		{name: "the admin token as the metrics token", change: map[string]string{"ADMIN_TOKEN": "0123456789abcdef-admin", "METRICS_TOKEN": "0123456789abcdef-admin"}, wantVar: "METRICS_TOKEN"},
+		{name: "bad redrive limit", change: map[string]string{"REDRIVE_LIMIT": "0"}, wantVar: "REDRIVE_LIMIT"},
+		{name: "bad repository retention", change: map[string]string{"REPOSITORY_RETENTION": "ninety days"}, wantVar: "REPOSITORY_RETENTION"},
 		{name: "bad pprof", change: map[string]string{"PPROF": "yes"}, wantVar: "PPROF"},
 	}
 	for _, tt := range tests {
@@ -71,10 +74,11 @@ func TestLoad(t *testing.T) {
 				if c.HTTPAddr != ":8080" || c.WorkerConcurrency != 10 || c.StorageDir != "./.data/files" {
 					t.Fatalf("defaults not applied: %+v", c)
 				}
-				if !c.Web.CookieSecure || !c.Web.AsynqmonReadOnly || c.Web.MetricsToken != c.AdminToken || c.Web.Pprof != "loopback" {
+				if !c.Web.CookieSecure || !c.Web.AsynqmonReadOnly || c.Web.MetricsToken != "" || c.Web.Pprof != "loopback" {
 					t.Fatalf("web defaults not applied: %+v", c.Web)
 				}
-				if c.Fleet.ShutdownTimeout != 25*time.Second || c.Fleet.FailoverAfter != 5*time.Second || c.Fleet.ReconcileStaleAfter != 2*time.Minute {
+				if c.Fleet.ShutdownTimeout != 25*time.Second || c.Fleet.FailoverAfter != 5*time.Second || c.Fleet.ReconcileStaleAfter != 2*time.Minute ||
+					c.Fleet.RedriveLimit != 3 || c.Fleet.RepositoryRetention != 90*24*time.Hour {
 					t.Fatalf("fleet defaults not applied: %+v", c.Fleet)
 				}
 				return

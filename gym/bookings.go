@@ -71,13 +71,18 @@ func (s *Service) PastClasses(ctx context.Context, userID int64, now time.Time, 
 
 // Notice is a notification sent (or to be sent) to a member.
 type Notice struct {
-	ID        int64      `bun:"id" json:"id"`
-	Event     string     `bun:"event" json:"event"`
-	Text      string     `bun:"text" json:"text"`
-	Sent      bool       `bun:"sent" json:"sent"`
-	SentAt    *time.Time `bun:"sent_at" json:"sent_at"`
-	Error     *string    `bun:"error" json:"error,omitempty"`
-	CreatedAt time.Time  `bun:"created_at" json:"created_at"`
+	ID     int64      `bun:"id" json:"id"`
+	Event  string     `bun:"event" json:"event"`
+	Text   string     `bun:"text" json:"text"`
+	Sent   bool       `bun:"sent" json:"sent"`
+	SentAt *time.Time `bun:"sent_at" json:"sent_at"`
+	// Delivery is what members and the API see: sent, pending or failed.
+	Delivery string `bun:"delivery" json:"delivery"`
+	// Error is the provider's raw answer to a failed delivery: for the
+	// logs and the database, never shown (it may name the provider's
+	// internals or credentials).
+	Error     *string   `bun:"error" json:"-"`
+	CreatedAt time.Time `bun:"created_at" json:"created_at"`
 	// PassID is the pass an expiry warning is about.
 	PassID *int64 `bun:"pass_id" json:"pass_id,omitempty"`
 }
@@ -85,6 +90,7 @@ type Notice struct {
 // noticeColumns selects a Notice; an expiry warning's pass comes from its
 // dedup key (before-expiry:pass:<id>:<reason>).
 const noticeColumns = `n.id, n.event, n.text, n.sent, n.sent_at, n.error, n.created_at,
+	CASE WHEN n.sent THEN 'sent' WHEN n.error IS NOT NULL THEN 'failed' ELSE 'pending' END AS delivery,
 	CASE WHEN n.dedup_key LIKE 'before-expiry:pass:%' THEN split_part(n.dedup_key, ':', 3)::bigint END AS pass_id`
 
 // Notices lists user userID's notifications newest first, before the id

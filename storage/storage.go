@@ -51,6 +51,29 @@ type ReadSeekCloser interface {
 	io.Closer
 }
 
+// ErrNotConfigured is returned by a process that opened no storage (it
+// does not use files: the scheduler, ptctl jobs).
+var ErrNotConfigured = errors.New("storage is not configured in this process")
+
+// None is the Store of a process that uses no files: every call returns
+// ErrNotConfigured.
+type None struct{}
+
+// Put implements Store.
+func (None) Put(context.Context, string, io.Reader) (int64, error) { return 0, ErrNotConfigured }
+
+// Open implements Store.
+func (None) Open(context.Context, string) (ReadSeekCloser, error) { return nil, ErrNotConfigured }
+
+// Stat implements Store.
+func (None) Stat(context.Context, string) (Info, error) { return Info{}, ErrNotConfigured }
+
+// Delete implements Store.
+func (None) Delete(context.Context, string) error { return ErrNotConfigured }
+
+// List implements Store.
+func (None) List(context.Context, string) ([]Info, error) { return nil, ErrNotConfigured }
+
 // Local is a Store in a directory.
 type Local struct{ dir string }
 

@@ -130,13 +130,14 @@ var errLoginLimited = &APIError{Status: fiber.StatusTooManyRequests, Code: "rate
 func (s *server) login(c *fiber.Ctx, email, password string) (*models.User, error) {
 	ctx := c.UserContext()
 	ip, email := s.clientIP(c), strings.TrimSpace(email)
-	if wait := s.limiter.wait(ctx, ip, email); wait > 0 {
+	wait, refund := s.limiter.attempt(ctx, ip, email)
+	if wait > 0 {
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(wait.Seconds()+0.999)))
 		return nil, errLoginLimited
 	}
 	u, err := s.checkPassword(ctx, email, password)
-	if err == nil && u == nil {
-		s.limiter.failed(ctx, ip, email)
+	if u != nil {
+		refund()
 	}
 	return u, err
 }

@@ -14,7 +14,9 @@ import (
 func (s *server) healthRoutes(app *fiber.App) {
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	app.Get("/readyz", s.readyz)
-	if s.o.Metrics != nil {
+	// Only with a token of its own: the admin token never opens it. With
+	// none, the metrics are served on METRICS_ADDR only (cmd/api).
+	if s.o.Metrics != nil && s.o.MetricsToken != "" {
 		app.Get("/metrics", s.metricsAuth, adaptor.HTTPHandler(promhttp.HandlerFor(s.o.Metrics, promhttp.HandlerOpts{})))
 	}
 }

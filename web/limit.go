@@ -14,7 +14,8 @@ import (
 // loginLimiter counts failed logins in Redis, shared by every replica: per
 // client address and email (a guessed password), and per address alone,
 // looser (many emails tried from one place). Counts live one minute from
-// the first failure. If Redis cannot be reached, logins are let through
+// the first attempt; an attempt is counted before its password is checked
+// and taken back when it was right. If Redis cannot be reached, logins are let through
 // (and the failure logged): the limits protect passwords, not availability.
 type loginLimiter struct {
 	rdb            redis.UniversalClient
@@ -41,40 +42,41 @@ func (l *loginLimiter) keys(ip, email string) (pair, addr string) {
 	return "passbatch:login:pair:" + ip + ":" + hex.EncodeToString(sum[:12]), "passbatch:login:ip:" + ip
 }
 
-// wait returns how long ip must wait before trying email again (0: now).
-func (l *loginLimiter) wait(ctx context.Context, ip, email string) time.Duration {
+// attempt counts a login attempt of email from ip before its password is
+// checked, atomically (INCR), so parallel guesses cannot all pass a check
+// made before any of them is counted. It returns how long ip must wait
+// (0: go on) and, for a login that turns out right, a refund that takes
+// the attempt back: the limits count failed logins.
+func (l *loginLimiter) attempt(ctx context.Context, ip, email string) (wait time.Duration, refund func()) {
+	refund = func() {}
 	if l.rdb == nil {
-		return 0
-	}
-	pair, addr := l.keys(ip, email)
-	pipe := l.rdb.Pipeline()
-	pc, pt := pipe.Get(ctx, pair), pipe.PTTL(ctx, pair)
-	ac, at := pipe.Get(ctx, addr), pipe.PTTL(ctx, addr)
-	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-		l.log.WarnContext(ctx, "login limits unavailable; letting the login through", "err", err)
-		return 0
-	}
-	if n, _ := pc.Int64(); n >= l.perPair {
-		return max(pt.Val(), time.Second)
-	}
-	if n, _ := ac.Int64(); n >= l.perIP {
-		return max(at.Val(), time.Second)
-	}
-	return 0
-}
-
-// failed counts a failed login of email from ip.
-func (l *loginLimiter) failed(ctx context.Context, ip, email string) {
-	if l.rdb == nil {
-		return
+		return 0, refund
 	}
 	pair, addr := l.keys(ip, email)
 	pipe := l.rdb.TxPipeline()
-	pipe.Incr(ctx, pair)
+	pc := pipe.Incr(ctx, pair)
 	pipe.ExpireNX(ctx, pair, l.window)
-	pipe.Incr(ctx, addr)
+	pt := pipe.PTTL(ctx, pair)
+	ac := pipe.Incr(ctx, addr)
 	pipe.ExpireNX(ctx, addr, l.window)
+	at := pipe.PTTL(ctx, addr)
 	if _, err := pipe.Exec(ctx); err != nil {
-		l.log.WarnContext(ctx, "could not count a failed login", "err", err)
+		l.log.WarnContext(ctx, "login limits unavailable; letting the login through", "err", err)
+		return 0, refund
 	}
+	refund = func() {
+		pipe := l.rdb.TxPipeline()
+		pipe.Decr(ctx, pair)
+		pipe.Decr(ctx, addr)
+		if _, err := pipe.Exec(ctx); err != nil {
+			l.log.WarnContext(ctx, "could not take back a successful login's count", "err", err)
+		}
+	}
+	switch {
+	case pc.Val() > l.perPair:
+		return max(pt.Val(), time.Second), refund
+	case ac.Val() > l.perIP:
+		return max(at.Val(), time.Second), refund
+	}
+	return 0, refund
 }

@@ -306,3 +306,36 @@ func TestAddMemberConcurrently(t *testing.T) {
 		t.Fatalf("statuses %v, %d memberships; want one 200, nine 409 and one membership", count, n)
 	}
 }
+
+// TestMembersSeeNoProviderErrors: a notice the provider refused shows the
+// member a plain status (delivery "failed"), never the provider's raw
+// answer, in /api/me/notifications and in the pass cards' notices.
+func TestMembersSeeNoProviderErrors(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	user := b.userClient(t, seed.UserEmail, seed.UserPassword)
+	const raw = "webhook: 400 Bad Request: {\"detail\":\"api_key sk_live_9f8e7d is over quota\"}"
+	var pass int64
+	if err := b.db.NewRaw(`SELECT p.id FROM pass p JOIN users u ON u.id = p.user_id WHERE u.email = ? ORDER BY p.id LIMIT 1`, seed.UserEmail).Scan(context.Background(), &pass); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.db.ExecContext(context.Background(), `INSERT INTO notification (user_id, event, dedup_key, text, error)
+		SELECT id, 'BEFORE_EXPIRY', ?, '이용권 만료 예정', ? FROM users WHERE email = ?`, fmt.Sprintf("before-expiry:pass:%d:days", pass), raw, seed.UserEmail); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/api/me/notifications", "/api/me/passes"} {
+		req, _ := http.NewRequest("GET", b.url+path, nil)
+		resp, err := user.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(body), "sk_live") || strings.Contains(string(body), "Bad Request") {
+			t.Fatalf("%s shows the member the provider's raw error: %s", path, body)
+		}
+		if !strings.Contains(string(body), `"delivery":"failed"`) {
+			t.Fatalf("%s does not say the notice failed: %s", path, body)
+		}
+	}
+}

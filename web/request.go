@@ -88,3 +88,52 @@ func nextAfter[T any](items []T, p gym.Page, id func(T) int64) int64 {
 	}
 	return id(items[len(items)-1])
 }
+
+// errNUL refuses input holding a NUL byte: Postgres cannot store it in
+// text, so it would fail deep in a query as a 500.
+var errNUL = &APIError{Status: fiber.StatusBadRequest, Code: "bad_request", Message: "the input holds a NUL byte (0x00), which is not allowed"}
+
+// refuseNUL answers 400 to a request whose query, form or JSON body holds
+// a NUL byte, before any handler reads it. JSON is tokenized, so an
+// escaped backslash followed by "u0000" stays text.
+func refuseNUL(c *fiber.Ctx) error {
+	if hasPercentNUL(c.Request().URI().QueryString()) {
+		return errNUL
+	}
+	body := c.Body()
+	switch ct := string(c.Request().Header.ContentType()); {
+	case strings.HasPrefix(ct, fiber.MIMEApplicationForm):
+		if hasPercentNUL(body) || bytes.IndexByte(body, 0) >= 0 {
+			return errNUL
+		}
+	case strings.HasPrefix(ct, fiber.MIMEMultipartForm):
+		if bytes.IndexByte(body, 0) >= 0 {
+			return errNUL
+		}
+	case strings.HasPrefix(ct, fiber.MIMEApplicationJSON):
+		if bytes.Contains(body, []byte(`\u0000`)) && jsonHasNUL(body) {
+			return errNUL
+		}
+	}
+	return c.Next()
+}
+
+// hasPercentNUL reports whether URL-encoded b encodes a NUL byte.
+func hasPercentNUL(b []byte) bool {
+	return bytes.Contains(b, []byte("%00")) || bytes.IndexByte(b, 0) >= 0
+}
+
+// jsonHasNUL reports whether a key or string of JSON body holds a NUL.
+// Malformed JSON is left to the handler's decoder to refuse.
+func jsonHasNUL(body []byte) bool {
+	d := json.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return false
+		}
+		if s, ok := tok.(string); ok && strings.IndexByte(s, 0) >= 0 {
+			return true
+		}
+	}
+}

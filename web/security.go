@@ -33,6 +33,11 @@ func (s *server) securityHeaders(c *fiber.Ctx) error {
 	if s.o.CookieSecure {
 		h.Set("Strict-Transport-Security", "max-age=31536000")
 	}
+	// Pages, API answers and downloads may be someone's own data: no cache
+	// keeps them. Only the static assets are cacheable.
+	if !strings.HasPrefix(c.Path(), "/static/") {
+		h.Set(fiber.HeaderCacheControl, "no-store")
+	}
 	return c.Next()
 }
 
@@ -46,9 +51,19 @@ func (s *server) clientIP(c *fiber.Ctx) string {
 	}
 	peer = peer.Unmap()
 	if !s.trusted(peer) {
+		if len(s.o.TrustedProxies) == 0 && len(c.Request().Header.Peek(fiber.HeaderXForwardedFor)) > 0 {
+			s.warnNoProxies.Do(func() {
+				s.o.Logger.Warn("requests come with X-Forwarded-For but TRUSTED_PROXIES is empty: every client behind the proxy counts as the proxy's address (login limits); set TRUSTED_PROXIES to the proxy's addresses")
+			})
+		}
 		return peer.String()
 	}
-	hops := strings.Split(c.Get(fiber.HeaderXForwardedFor), ",")
+	// Every header line, in order: a proxy may append a line of its own
+	// rather than extend the client's.
+	var hops []string
+	for _, line := range c.Request().Header.PeekAll(fiber.HeaderXForwardedFor) {
+		hops = append(hops, strings.Split(string(line), ",")...)
+	}
 	for i := len(hops) - 1; i >= 0; i-- {
 		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -169,11 +170,14 @@ func TestSecurityHeaders(t *testing.T) {
 	}
 }
 
-// TestMetricsNeedTheToken: the api's /metrics is for the scraper only.
-func TestMetricsNeedTheToken(t *testing.T) {
+// TestMetricsNeedTheirOwnToken: the api's /metrics opens to METRICS_TOKEN
+// only, never to the admin token (a scraper holding it would hold the keys
+// to everything); with no METRICS_TOKEN it is not served on the public
+// port at all (serve it on METRICS_ADDR instead).
+func TestMetricsNeedTheirOwnToken(t *testing.T) {
 	t.Parallel()
-	b := setup(t, false)
-	get := func(token string) int {
+	const metricsToken = "metrics-token-for-the-scraper"
+	get := func(b *bundle, token string) int {
 		req, _ := http.NewRequest("GET", b.url+"/metrics", nil)
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
@@ -185,8 +189,13 @@ func TestMetricsNeedTheToken(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if none, wrong, right := get(""), get("nope"), get(adminToken); none != 401 || wrong != 401 || right != 200 {
-		t.Fatalf("/metrics without a token %d, with a wrong one %d, with METRICS_TOKEN %d; want 401, 401, 200", none, wrong, right)
+	b := setupOpts(t, func(o *web.Options) { o.MetricsToken = metricsToken })
+	if none, wrong, admin, right := get(b, ""), get(b, "nope"), get(b, adminToken), get(b, metricsToken); none != 401 || wrong != 401 || admin != 401 || right != 200 {
+		t.Fatalf("/metrics without a token %d, a wrong one %d, the admin token %d, METRICS_TOKEN %d; want 401, 401, 401, 200", none, wrong, admin, right)
+	}
+	off := setup(t, false)
+	if admin, none := get(off, adminToken), get(off, ""); admin != 404 || none != 404 {
+		t.Fatalf("/metrics with no METRICS_TOKEN set: admin token %d, none %d; want 404 (not served on the public port)", admin, none)
 	}
 }
 
@@ -436,5 +445,140 @@ func TestClientAddressFromTrustedProxiesOnly(t *testing.T) {
 				t.Errorf("a spoofed left-most hop got %d, want 429: the client is the right-most untrusted hop", code)
 			}
 		}
+	}
+}
+
+// TestParallelWrongLoginsAreLimited: 40 wrong passwords sent at once for
+// one email get past the limit only as far as it allows (10 answered 401),
+// the rest 429: the attempt is counted before the password is checked.
+func TestParallelWrongLoginsAreLimited(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, false, 10)
+	var mu sync.Mutex
+	got := map[int]int{}
+	var wg sync.WaitGroup
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			resp, err := http.Post(b.url+"/api/login", "application/json", strings.NewReader(fmt.Sprintf(`{"email":%q,"password":"wrong-%d"}`, seed.UserEmail, i)))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			mu.Lock()
+			got[resp.StatusCode]++
+			mu.Unlock()
+		}(i)
+	}
+	wg.Wait()
+	if got[401] != 10 || got[429] != 30 {
+		t.Fatalf("40 parallel wrong logins: %v, want 10 × 401 and 30 × 429", got)
+	}
+	// The right password within the window is refused too, then.
+	resp, err := http.Post(b.url+"/api/login", "application/json", strings.NewReader(fmt.Sprintf(`{"email":%q,"password":%q}`, seed.UserEmail, seed.UserPassword)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 429 {
+		t.Fatalf("the right password after the limit: %d, want 429", resp.StatusCode)
+	}
+}
+
+// TestForwardedForEveryHeaderLine: a proxy may append its own
+// X-Forwarded-For line after the client's: the address is the right-most
+// untrusted one over every line, so a client cannot pick a fresh address
+// for each guess by sending a line of its own first.
+func TestForwardedForEveryHeaderLine(t *testing.T) {
+	t.Parallel()
+	b := setupOpts(t, func(o *web.Options) {
+		o.LoginLimit = 3
+		o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	})
+	var codes []int
+	for i := 0; i < 4; i++ {
+		req, _ := http.NewRequest("POST", b.url+"/api/login", strings.NewReader(`{"email":"user@passbatch.local","password":"wrong"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Add("X-Forwarded-For", fmt.Sprintf("198.51.100.%d", i+1)) // the client's invention
+		req.Header.Add("X-Forwarded-For", "203.0.113.7")                     // the proxy's line: the real client
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		codes = append(codes, resp.StatusCode)
+	}
+	if fmt.Sprint(codes) != "[401 401 401 429]" {
+		t.Fatalf("4 guesses from one client behind a proxy that adds a line: %v, want [401 401 401 429]", codes)
+	}
+}
+
+// TestNoStoreOnAuthenticatedAnswers: what a signed-in member or an admin
+// gets, downloads included, says Cache-Control: no-store (a shared cache
+// or the browser's must not keep it); the static assets stay cacheable.
+func TestNoStoreOnAuthenticatedAnswers(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	user := b.userClient(t, seed.UserEmail, seed.UserPassword)
+	if _, err := b.store.Put(context.Background(), "reports/daily/2026-11-24.csv", strings.NewReader("day,all\n")); err != nil {
+		t.Fatal(err)
+	}
+	check := func(client *http.Client, path, admin string, want bool) {
+		req, _ := http.NewRequest("GET", b.url+path, nil)
+		if admin != "" {
+			req.Header.Set("Authorization", "Bearer "+admin)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Cache-Control") == "no-store"; resp.StatusCode != 200 || got != want {
+			t.Errorf("GET %s: %d, Cache-Control %q; want 200 and no-store %v", path, resp.StatusCode, resp.Header.Get("Cache-Control"), want)
+		}
+	}
+	check(user, "/me/passes", "", true)
+	check(user, "/api/me/passes", "", true)
+	check(http.DefaultClient, "/api/admin/jobs", adminToken, true)
+	check(http.DefaultClient, "/api/admin/reports/daily/2026-11-24.csv", adminToken, true)
+	check(http.DefaultClient, "/static/app.css", "", false)
+}
+
+// TestNULByteIsABadRequest: a NUL byte anywhere in the input (a JSON
+// string, a form field, the query) is a 400 that names it, not a 500
+// with an ERROR in the log (Postgres refuses NUL in text).
+func TestNULByteIsABadRequest(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	send := func(method, path, ctype, body string) (int, string) {
+		req, _ := http.NewRequest(method, b.url+path, strings.NewReader(body))
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(raw)
+	}
+	for _, c := range []struct{ method, path, ctype, body string }{
+		{"POST", "/api/login", "application/json", `{"email":"a\u0000b@x","password":"p"}`},
+		{"POST", "/api/admin/packages", "application/json", `{"name":"10회\u0000권","count":10}`},
+		{"POST", "/api/admin/packages", "application/json", `{"na\u0000me":"x","count":10}`},
+		{"GET", "/api/admin/members?q=%00", "", ""},
+		{"POST", "/login", "application/x-www-form-urlencoded", "email=a%00b%40x&password=p"},
+	} {
+		st, body := send(c.method, c.path, c.ctype, c.body)
+		if st != 400 || !strings.Contains(body, "NUL") {
+			t.Errorf("%s %s with a NUL byte: %d %s, want 400 naming it", c.method, c.path, st, body)
+		}
+	}
+	if st, _ := send("POST", "/api/admin/packages", "application/json", `{"name":"literal \\u0000 text","count":10}`); st != 201 && st != 200 {
+		t.Errorf("an escaped backslash before u0000 is text, not a NUL: %d", st)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -79,6 +80,9 @@ type server struct {
 	dummyHash []byte
 	limiter   *loginLimiter
 	cookies   cookieNames
+	// warnNoProxies says once that forwarded requests arrive while
+	// TRUSTED_PROXIES is empty.
+	warnNoProxies sync.Once
 }
 
 // New builds the Fiber app.
@@ -86,8 +90,8 @@ func New(o Options) *fiber.App {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.MetricsToken == "" {
-		o.MetricsToken = o.AdminToken
+	if o.Logger == nil {
+		o.Logger = slog.Default()
 	}
 	if o.RedisClient == nil && o.Redis != nil {
 		o.RedisClient, _ = o.Redis.MakeRedisClient().(redis.UniversalClient)
@@ -108,7 +112,7 @@ func New(o Options) *fiber.App {
 		ErrorHandler:          errorHandler(o.Logger),
 		Views:                 engine,
 	})
-	app.Use(recover.New(), s.securityHeaders)
+	app.Use(recover.New(), s.securityHeaders, refuseNUL)
 	s.healthRoutes(app)
 	app.Use("/static", filesystem.New(filesystem.Config{Root: http.FS(views.Files), PathPrefix: "static", MaxAge: 3600}))
 	app.Use(s.authenticate)

@@ -12,6 +12,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -21,7 +22,7 @@ import (
 )
 
 func main() {
-	system.Main("api", config.Need{Redis: true, Web: true}, func(cfg config.Config, log *slog.Logger) system.Program {
+	system.Main("api", config.Need{Redis: true, Web: true, Storage: true}, func(cfg config.Config, log *slog.Logger) system.Program {
 		return &Main{Config: cfg, Logger: log}
 	})
 }
@@ -32,6 +33,7 @@ type Main struct {
 	Logger *slog.Logger
 
 	sys      *system.System
+	metrics  *system.MetricsServer
 	app      *fiber.App
 	draining atomic.Bool
 	wg       sync.WaitGroup
@@ -65,6 +67,11 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}()
 	m.Logger.Info("api listening", "addr", ln.Addr().String())
+	if m.Config.MetricsAddr != "" {
+		m.metrics = system.ServeMetrics(m.Config.MetricsAddr, sys.Metrics, w.Pprof, m.Logger)
+	} else if w.MetricsToken == "" {
+		m.Logger.Warn("metrics are not served: set METRICS_ADDR (a private address) or METRICS_TOKEN (for /metrics on the public port)")
+	}
 	return nil
 }
 
@@ -76,6 +83,13 @@ func (m *Main) Close() error {
 	if m.app != nil {
 		if serr := m.app.ShutdownWithTimeout(m.Config.Fleet.ShutdownTimeout); serr != nil && !errors.Is(serr, context.DeadlineExceeded) {
 			err = fmt.Errorf("http server: %w", serr)
+		}
+	}
+	if m.metrics != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if serr := m.metrics.Shutdown(ctx); serr != nil {
+			err = errors.Join(err, fmt.Errorf("metrics server: %w", serr))
 		}
 	}
 	m.wg.Wait()

@@ -10,15 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/http/pprof"
-	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/config"
@@ -27,7 +21,7 @@ import (
 )
 
 func main() {
-	system.Main("worker", config.Need{Redis: true}, func(cfg config.Config, log *slog.Logger) system.Program {
+	system.Main("worker", config.Need{Redis: true, Storage: true}, func(cfg config.Config, log *slog.Logger) system.Program {
 		return &Main{Config: cfg, Logger: log}
 	})
 }
@@ -39,8 +33,7 @@ type Main struct {
 
 	sys     *system.System
 	worker  *batch.Worker
-	metrics *http.Server
-	wg      sync.WaitGroup
+	metrics *system.MetricsServer
 }
 
 // Run opens the system and starts the worker and the metrics server.
@@ -68,50 +61,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	if m.Config.MetricsAddr != "" {
-		m.serveMetrics()
+		m.metrics = system.ServeMetrics(m.Config.MetricsAddr, m.sys.Metrics, m.Config.Web.Pprof, m.Logger)
 	}
 	return nil
-}
-
-// serveMetrics serves /metrics on METRICS_ADDR (keep it on a private
-// network), and the pprof profiles when PPROF allows: by default only when
-// METRICS_ADDR is a loopback address, since a profile shows memory.
-func (m *Main) serveMetrics() {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.sys.Metrics, promhttp.HandlerOpts{}))
-	if pprofOn(m.Config.Web.Pprof, m.Config.MetricsAddr) {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
-	m.metrics = &http.Server{Addr: m.Config.MetricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		if err := m.metrics.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			m.Logger.Error("metrics server", "err", err)
-		}
-	}()
-}
-
-// pprofOn says whether PPROF mode serves profiles on addr.
-func pprofOn(mode, addr string) bool {
-	switch mode {
-	case "on":
-		return true
-	case "off":
-		return false
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
 }
 
 // Close drains the worker, stops the metrics server and closes the system.
@@ -127,7 +79,6 @@ func (m *Main) Close() error {
 			errs = append(errs, fmt.Errorf("metrics server: %w", err))
 		}
 	}
-	m.wg.Wait()
 	if m.sys != nil {
 		m.sys.Close()
 	}

@@ -90,12 +90,16 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, appName stri
 			return nil, err
 		}
 	}
-	s.Store, err = storage.Open(ctx, cfg.StorageURL, cfg.StorageDir, storage.S3Options{
-		Endpoint: cfg.S3.Endpoint, Insecure: cfg.S3.Insecure, AccessKey: cfg.S3.AccessKeyID, Secret: cfg.S3.SecretAccessKey, Region: cfg.S3.Region,
-	})
-	if err != nil {
-		s.Close()
-		return nil, err
+	// Only a process that uses files opens the store (and so needs its
+	// credentials): the scheduler and ptctl's job commands do not.
+	s.Store = storage.None{}
+	if cfg.Need.Storage {
+		if s.Store, err = storage.Open(ctx, cfg.StorageURL, cfg.StorageDir, storage.S3Options{
+			Endpoint: cfg.S3.Endpoint, Insecure: cfg.S3.Insecure, AccessKey: cfg.S3.AccessKeyID, Secret: cfg.S3.SecretAccessKey, Region: cfg.S3.Region,
+		}); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	s.Notifier = notify.FromConfig(cfg.NotifyWebhookURL, log)
 	s.Registry = tasks.Registry(tasks.Deps{DB: db, Notifier: s.Notifier, Store: s.Store, Logger: log,

@@ -16,6 +16,7 @@ import (
 	"github.com/passbatch/passbatch/config"
 	"github.com/passbatch/passbatch/internal/system"
 	"github.com/passbatch/passbatch/internal/testenv"
+	"github.com/passbatch/passbatch/storage"
 )
 
 // TestRefusesRedisCluster: a REDIS_URL naming a Redis Cluster node stops the
@@ -66,5 +67,35 @@ func TestRefusesRedisCluster(t *testing.T) {
 	}
 	if err := open(testenv.NewRedis(t).URL); err != nil {
 		t.Fatalf("a plain Redis: %v", err)
+	}
+}
+
+// TestStorageOnlyWhereFilesAreUsed: a process that uses no files (the
+// scheduler) opens no store, so it needs no storage credentials; one that
+// does (worker, api) fails at start when its store cannot be reached.
+func TestStorageOnlyWhereFilesAreUsed(t *testing.T) {
+	db := testenv.NewDB(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	open := func(need config.Need) (*system.System, error) {
+		cfg, err := config.Load(func(k string) (string, bool) {
+			v, ok := map[string]string{"DATABASE_URL": db.URL, "STORAGE_URL": "s3://nowhere", "S3_ENDPOINT": "127.0.0.1:1", "S3_INSECURE": "true"}[k]
+			return v, ok
+		}, need)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return system.Open(context.Background(), cfg, log, "system-test")
+	}
+	sys, err := open(config.Need{})
+	if err != nil {
+		t.Fatalf("a process without files: %v, want it to start without reaching the store", err)
+	}
+	if _, err := sys.Store.List(context.Background(), "x/"); !errors.Is(err, storage.ErrNotConfigured) {
+		t.Fatalf("its store: %v, want ErrNotConfigured", err)
+	}
+	sys.Close()
+	if sys, err := open(config.Need{Storage: true}); err == nil {
+		sys.Close()
+		t.Fatal("a process that uses files started with an unreachable store")
 	}
 }

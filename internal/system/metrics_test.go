@@ -1,8 +1,8 @@
-package main
+package system
 
 import "testing"
 
-// TestPprofOnlyOnLoopback: worker profiles are served on a loopback
+// TestPprofOnlyOnLoopback: profiles are served on a loopback
 // METRICS_ADDR by default, never on an address others reach unless PPROF=on.
 func TestPprofOnlyOnLoopback(t *testing.T) {
 	for _, c := range []struct {
@@ -18,7 +18,7 @@ func TestPprofOnlyOnLoopback(t *testing.T) {
 		{"off", "127.0.0.1:9101", false},
 		{"on", ":9101", true},
 	} {
-		if got := pprofOn(c.mode, c.addr); got != c.want {
+		if got := PprofOn(c.mode, c.addr); got != c.want {
 			t.Errorf("PPROF=%s METRICS_ADDR=%s: pprof %v, want %v", c.mode, c.addr, got, c.want)
 		}
 	}
