@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -224,13 +225,28 @@ func TestKubernetesProduction(t *testing.T) {
 			t.Errorf("config %s is not a setting the README documents", k)
 		}
 	}
-	// Secrets come from outside: no Secret is rendered, every pod reads
-	// passbatch-secrets, and KEDA's password too.
+	// Secrets come from outside (no Secret is rendered), and each pod reads
+	// only the ones its process needs: the scheduler holds no admin token
+	// and no storage key, the migration only the database's URL.
+	secrets := map[string][]string{
+		"passbatch-api":       {"passbatch-database", "passbatch-redis", "passbatch-storage", "passbatch-web"},
+		"passbatch-worker":    {"passbatch-database", "passbatch-notify", "passbatch-redis", "passbatch-storage"},
+		"passbatch-scheduler": {"passbatch-database", "passbatch-redis"},
+	}
 	for n, p := range r.podTemplates() {
-		found := false
+		var read []string
 		for _, c := range p.Spec.Containers {
 			for _, e := range c.EnvFrom {
-				found = found || (e.SecretRef != nil && e.SecretRef.Name == "passbatch-secrets")
+				if e.SecretRef != nil {
+					read = append(read, e.SecretRef.Name)
+				}
+			}
+			if len(c.Env) > 0 {
+				for _, e := range c.Env {
+					if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+						read = append(read, e.ValueFrom.SecretKeyRef.Name)
+					}
+				}
 			}
 			if !strings.HasPrefix(c.Image, "registry.example.com/passbatch:") || strings.HasSuffix(c.Image, ":latest") {
 				t.Errorf("%s: image %q, want a pinned release", n, c.Image)
@@ -239,14 +255,27 @@ func TestKubernetesProduction(t *testing.T) {
 				t.Errorf("%s: no memory request and limit", n)
 			}
 		}
-		if !found {
-			t.Errorf("%s does not read passbatch-secrets", n)
+		slices.Sort(read)
+		if want := secrets[n]; strings.Join(read, ",") != strings.Join(want, ",") {
+			t.Errorf("%s reads secrets %v, want exactly %v", n, read, want)
+		}
+		if a := p.Spec.AutomountServiceAccountToken; a == nil || *a {
+			t.Errorf("%s: mounts a service-account token it never uses", n)
 		}
 		if p.Labels["app.kubernetes.io/part-of"] != "passbatch" {
 			t.Errorf("%s: pods not labelled part-of=passbatch, so the Redis and Postgres policies would refuse them", n)
 		}
 		if sc := p.Spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
 			t.Errorf("%s: may run as root (the namespace enforces restricted)", n)
+		}
+	}
+	if a := r.auths["passbatch-redis"]; a == nil || len(a.Spec.SecretTargetRef) != 1 || a.Spec.SecretTargetRef[0].Name != "passbatch-redis" {
+		t.Errorf("KEDA's Redis password: %+v, want it from passbatch-redis", a)
+	}
+	// Production trusts only its ingress for X-Forwarded-For, not a /8.
+	for _, p := range strings.Split(cfg.Data["TRUSTED_PROXIES"], ",") {
+		if pr, err := netip.ParsePrefix(strings.TrimSpace(p)); err != nil || pr.Bits() < 24 {
+			t.Errorf("TRUSTED_PROXIES %q: want the ingress's own addresses (a /24 or narrower)", cfg.Data["TRUSTED_PROXIES"])
 		}
 	}
 	for _, k := range r.kinds {
@@ -274,9 +303,19 @@ func TestKubernetesProduction(t *testing.T) {
 	if !lists[fmt.Sprintf("asynq:{%s}:pending", batch.QueuePartition)] {
 		t.Errorf("no trigger on the partition queue's pending list: %v", lists)
 	}
-	// Policies: deny by default; Redis and Postgres only from our pods.
-	if p := r.policies["passbatch-default-deny"]; p == nil || len(p.Spec.PodSelector.MatchLabels) != 0 || len(p.Spec.Ingress) != 0 {
-		t.Errorf("default-deny policy %+v", p)
+	// Policies: deny by default, both ways; Redis and Postgres only from
+	// our pods; out of the namespace only DNS, and HTTPS for the processes
+	// that call out (storage, the webhook).
+	if p := r.policies["passbatch-default-deny"]; p == nil || len(p.Spec.PodSelector.MatchLabels) != 0 || len(p.Spec.Ingress) != 0 ||
+		len(p.Spec.Egress) != 0 || !slices.Contains(p.Spec.PolicyTypes, "Egress") || !slices.Contains(p.Spec.PolicyTypes, "Ingress") {
+		t.Errorf("default-deny policy %+v: want no ingress and no egress", p)
+	}
+	if p := r.policies["passbatch-egress-https"]; p == nil || p.Spec.PodSelector.MatchExpressions == nil ||
+		slices.Contains(p.Spec.PodSelector.MatchExpressions[0].Values, "passbatch-scheduler") {
+		t.Errorf("HTTPS egress %+v: want it for the api and the workers only", p)
+	}
+	if p := r.policies["passbatch-api-http"]; p == nil || len(p.Spec.Ingress) == 0 || len(p.Spec.Ingress[0].From) == 0 {
+		t.Errorf("api ingress %+v: want it from the ingress controller only", p)
 	}
 	for _, name := range []string{"passbatch-redis", "passbatch-postgres"} {
 		p := r.policies[name]
@@ -299,13 +338,19 @@ func TestKubernetesMigrate(t *testing.T) {
 	if strings.Join(c.Command, " ") != "/usr/local/bin/ptctl migrate" || j.Spec.TTLSecondsAfterFinished == nil || j.Namespace != "passbatch" {
 		t.Fatalf("migrate Job: command %v, ttl %v, namespace %q", c.Command, j.Spec.TTLSecondsAfterFinished, j.Namespace)
 	}
+	if len(c.EnvFrom) != 1 || c.EnvFrom[0].SecretRef == nil || c.EnvFrom[0].SecretRef.Name != "passbatch-database" {
+		t.Errorf("migrate Job reads %+v, want only passbatch-database", c.EnvFrom)
+	}
+	if a := j.Spec.Template.Spec.AutomountServiceAccountToken; a == nil || *a {
+		t.Error("migrate Job mounts a service-account token it never uses")
+	}
 }
 
 // TestKubernetesBase: the base renders by itself too.
 func TestKubernetesBase(t *testing.T) {
 	t.Parallel()
 	r := render(t, "k8s/base")
-	if len(r.deployments) != 3 || len(r.scaled) != 1 || len(r.policies) != 5 {
+	if len(r.deployments) != 3 || len(r.scaled) != 1 || len(r.policies) != 8 {
 		t.Fatalf("base: %v", r.kinds)
 	}
 }

@@ -230,3 +230,31 @@ func TestDashboardAndAlerts(t *testing.T) {
 		t.Fatalf("only %d metric references found: the parser is broken", checked)
 	}
 }
+
+// TestPrometheusConfig: the scrape configuration loads the alert rules,
+// keeps the pods that ask to be scraped on the port they name, and never
+// uses the admin token.
+func TestPrometheusConfig(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("prometheus/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		RuleFiles     []string `yaml:"rule_files"`
+		ScrapeConfigs []struct {
+			JobName        string           `yaml:"job_name"`
+			RelabelConfigs []map[string]any `yaml:"relabel_configs"`
+			Authorization  map[string]any   `yaml:"authorization"`
+		} `yaml:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(cfg.RuleFiles, "alerts.yml") || len(cfg.ScrapeConfigs) == 0 {
+		t.Fatalf("prometheus.yml: rule files %v, %d scrape configs", cfg.RuleFiles, len(cfg.ScrapeConfigs))
+	}
+	if !strings.Contains(string(raw), "__meta_kubernetes_pod_annotation_prometheus_io_scrape") || strings.Contains(string(raw), "ADMIN_TOKEN") {
+		t.Fatal("prometheus.yml must keep the annotated pods and never use the admin token")
+	}
+}

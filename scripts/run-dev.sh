@@ -33,12 +33,12 @@ stop_all() {
 
 trap 'echo "[dev] stopping"; stop_all; exit 0' INT TERM
 
-start api LOG_FORMAT=text -- bin/api
+start api LOG_FORMAT=text METRICS_ADDR=127.0.0.1:9100 -- bin/api
 start worker-1 LOG_FORMAT=text METRICS_ADDR=127.0.0.1:9101 -- bin/worker
 start worker-2 LOG_FORMAT=text METRICS_ADDR=127.0.0.1:9102 -- bin/worker
 start scheduler LOG_FORMAT=text -- bin/scheduler
 echo "[dev] api on ${HTTP_ADDR:-:8080}, workers' metrics on 127.0.0.1:9101 and :9102; Ctrl-C stops everything"
-echo "[dev] admin token (Authorization: Bearer …, and /metrics): ${ADMIN_TOKEN:-unset}"
+echo "[dev] admin token (Authorization: Bearer …): ${ADMIN_TOKEN:-unset}; the api's metrics on 127.0.0.1:9100/metrics"
 
 while :; do
 	for i in "${!pids[@]}"; do
