@@ -4,7 +4,7 @@ SHELL := /bin/bash
 GO ?= go
 export HTTP_ADDR ?= :8080
 
-.PHONY: build services dev test chaos bench stop clean lint browser
+.PHONY: build services dev test chaos soak bench stop clean lint browser
 
 build:
 	$(GO) build -o bin/ ./cmd/...
@@ -35,6 +35,12 @@ test: services browser
 # Postgres cluster and redis-server; writes chaos/results.md (a few minutes).
 chaos: services
 	CHAOS_FULL=1 $(GO) test -count=1 -timeout 30m -run TestChaos -v ./chaos/
+
+# The whole system (api, 3 workers, 2 schedulers, Postgres, Redis) under
+# continuous work and a random fault every 30 s for SOAK_MINUTES (default
+# 20), then every invariant; writes chaos/soak.md. make test runs 2 minutes.
+soak: services
+	SOAK_MINUTES=$${SOAK_MINUTES:-20} SOAK_REPORT=1 $(GO) test -count=1 -timeout 120m -run TestSoak -v ./chaos/
 
 bench: build services
 	source .data/env && bin/ptctl bench $(BENCH_ARGS)

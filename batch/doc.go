@@ -65,17 +65,39 @@
 //
 // # Failover, drain and re-drive
 //
-// Workers (Worker) record a heartbeat in batch_worker every second. The
-// reconciler, run by every scheduler, re-drives within FailoverAfter (5s)
-// the partitions and tasklets held by a worker whose heartbeat stopped —
-// killed, frozen or cut off — under their next generation; Postgres ends a
-// frozen worker's open transaction after idle_in_transaction_session_timeout
-// and so releases its locks, and the zombie, thawed, finds its fence moved.
-// It also re-drives, after StaleAfter, any running execution that has not
-// moved at all: its tasks lost with Redis or archived after exhausting their
-// retries during a long outage. Worker.Stop (SIGTERM) drains: no new tasks,
-// each running partition or tasklet hands itself back at its next chunk
-// boundary with its checkpoint, and the worker leaves.
+// Workers (Worker) record a heartbeat in batch_worker every second, with
+// the step executions their handlers are running (held). Liveness is that
+// heartbeat, not the step row: a step held by a live worker is alive
+// however long its phase runs outside a transaction (a merge of gigabytes,
+// a slow webhook), and is never re-driven. The reconciler, run by every
+// scheduler, re-drives within FailoverAfter (5s) the partitions and
+// tasklets held by a worker whose heartbeat stopped — killed, frozen or
+// cut off — under their next generation; Postgres ends a frozen worker's
+// open transaction after idle_in_transaction_session_timeout and so
+// releases its locks, and the zombie, thawed, finds its fence moved. In an
+// execution that has not moved for StaleAfter it re-drives the work no live
+// worker holds whose task is gone from Redis (archived after exhausting its
+// retries, or lost with Redis): work waiting in a queue, however long, is
+// left alone. After a Postgres outage workers get FailoverAfter to beat
+// again before any is judged dead. Re-drives are counted per step
+// execution; past RedriveLimit without progress the step ends FAILED with
+// the last error (poison work ends) and a restart resumes from its
+// checkpoint. Two schedulers take a stale execution once (SKIP LOCKED).
+// Worker.Stop (SIGTERM) drains: no new tasks, each running partition or
+// tasklet hands itself back at its next chunk boundary with its
+// checkpoint, and the worker leaves.
+//
+// Work outside a transaction (an IOTasklet, a chunk's Emit) may run twice,
+// one after the other or at once, when a fence is lost: it must never
+// destroy its own input before its step commits, nor record less than it
+// wrote (see the export's merge and remove-parts steps).
+//
+// # Repository size
+//
+// Purge deletes the instances whose executions all ended before a cutoff
+// and whose last one is COMPLETED or ABANDONED (a FAILED or STOPPED one
+// can still be restarted and is kept whole); executions carry their job
+// name so that every list and gauge reads an index.
 //
 // # Flows and exit statuses
 //
@@ -96,14 +118,17 @@
 //
 // Launching an instance whose last execution FAILED or STOPPED (or calling
 // Restart) creates a new execution: steps COMPLETED in an earlier execution
-// of the instance are skipped (unless AllowStartIfComplete) and their exit
-// statuses route the flow again; a partitioned step reuses the earlier
+// of the instance are skipped (unless AllowStartIfComplete, which runs them
+// afresh: a partitioned one re-reads every row from new ranges, a tasklet
+// starts with an empty context) and their exit statuses route the flow
+// again; a partitioned step that did not complete reuses the earlier
 // ranges, marks finished partitions COMPLETED and resumes the others from
 // their checkpoint. A step with StartLimit(n) fails on its (n+1)th start;
 // a job with PreventRestart refuses the restart (ErrNotRestartable). Stop
 // sets STOPPING; partitions and tasklets (a Continuable one between calls)
 // end STOPPED with their checkpoint or context kept. Abandon marks a
-// STOPPED or FAILED execution ABANDONED, which is final for its instance.
+// STOPPED or FAILED execution ABANDONED, which is final for its instance
+// (one abandoned while STOPPING runs its after-job listeners then).
 // Recover marks a running execution nobody runs any more (its worker dead,
 // its tasks gone) FAILED, steps and partitions too, so it can be restarted
 // or abandoned; the reconciler would instead re-drive it.
