@@ -83,6 +83,7 @@ func TestNoCallOutInsideATransaction(t *testing.T) {
 	for _, format := range []string{"csv", "xlsx"} {
 		b.runExport(t, tasks.ExportRequest{Kind: "bookings", Format: format})
 	}
+	requireCompleted(t, b.run(t, tasks.JobExpireExports, time.Now()))
 	if scan[string](t, b.db, "SELECT status FROM export WHERE id = 999") != "EXPIRED" {
 		t.Fatal("the old export was not expired")
 	}
