@@ -442,8 +442,12 @@ func (e *Engine) redriveLostControl(ctx context.Context, tx bun.Tx, je *JobExecu
 }
 
 // taskLost reports whether the task id of queue is gone from Redis (never
-// there, removed, or kept only as a completed one) or archived, with why;
-// a pending, scheduled, retrying or active task is not lost. With no
+// there, removed, or kept only as a completed one), archived, or active
+// with nobody running it, with why; a pending, scheduled or retrying task
+// is not lost: it waits its turn. It is asked only about work no live
+// worker holds and idle past the stale threshold, so an active task there
+// is one whose process died before claiming it (asynq would hand it out
+// again only after its lease and recoverer, a minute or two). With no
 // inspector every task counts as lost.
 func (e *Engine) taskLost(insp *asynq.Inspector, queue, id string) (lost bool, why string, err error) {
 	if insp == nil {
@@ -459,6 +463,8 @@ func (e *Engine) taskLost(insp *asynq.Inspector, queue, id string) (lost bool, w
 		return true, fmt.Sprintf("its task was archived after %d retries: %s", info.Retried, info.LastErr), nil
 	case info.State == asynq.TaskStateCompleted:
 		return true, "its task ended without finishing it", nil
+	case info.State == asynq.TaskStateActive:
+		return true, "its task was taken by a process that no longer runs it", nil
 	}
 	return false, "", nil
 }
