@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -52,6 +53,12 @@ type ChunkStep[I, O any] struct {
 	// Partitioner divides the keys into partitions, each its own task. Nil:
 	// one partition over every key.
 	Partitioner Partitioner
+	// AtOnce is how many of the step's partitions run at once across the
+	// whole fleet; the others wait their turn (not even queued), and each
+	// partition that ends queues the next. Default the engine's
+	// (Options.PartitionsAtOnce). More workers then never means more
+	// transactions than the database serves well.
+	AtOnce int
 	// Skip and Retry are the step's fault policies.
 	Skip  SkipPolicy
 	Retry RetryPolicy
@@ -84,7 +91,7 @@ func NewChunk[I, O any](name string, c ChunkStep[I, O]) *Step {
 	if part == nil {
 		part = func(context.Context, bun.IDB, *StepContext) ([]Range, error) { return []Range{FullRange}, nil }
 	}
-	return &Step{name: name, chunk: &c, part: part, skip: c.Skip, retry: c.Retry, onSkip: c.OnSkip}
+	return &Step{name: name, chunk: &c, part: part, skip: c.Skip, retry: c.Retry, onSkip: c.OnSkip, atOnce: c.AtOnce}
 }
 
 // chunkRunner is a ChunkStep with its item types erased.
@@ -92,10 +99,16 @@ type chunkRunner interface {
 	// prepare reads, processes and emits the chunk from key from, outside
 	// any transaction.
 	prepare(ctx context.Context, db bun.IDB, sc *StepContext, from, skipsSoFar int64) (*chunk, error)
-	// write writes a prepared chunk in tx. With mayRetry, a write error the
-	// RetryPolicy retries is returned as *retryWrite for the caller to roll
-	// back, wait and try again.
+	// write writes a prepared chunk in tx item by item where a write
+	// fails (the slow path, under savepoints). With mayRetry, a write error
+	// the RetryPolicy retries is returned as *retryWrite for the caller to
+	// roll back, wait and try again.
 	write(ctx context.Context, tx bun.Tx, sc *StepContext, c *chunk, skipsSoFar int64, mayRetry bool) error
+	// writeAll writes every item of a prepared chunk at once, with no
+	// savepoint (the fast path). Its error says what to do next: a
+	// *retryWrite (roll back, wait, try again), an *isolateWrite (roll
+	// back, take the slow path), infrastructure, or a *stepFailure.
+	writeAll(ctx context.Context, tx bun.Tx, sc *StepContext, c *chunk, skipsSoFar int64, mayRetry bool) error
 	retryPolicy() RetryPolicy
 }
 
@@ -113,12 +126,20 @@ type chunk struct {
 	lastKey                  int64
 	exhausted                bool // fewer items than a chunk: the partition is done
 	skips                    []skipRecord
-	items                    any // []O to write
+	items                    any   // []O to write
+	toWrite                  int64 // len(items)
 	keys                     []int64
 	// readTime, processTime (Emit included) and writeTime are what the
 	// chunk spent in each phase, for the metrics.
 	readTime, processTime, writeTime time.Duration
 }
+
+// isolateWrite is a write error to isolate item by item: the chunk is
+// written again on the slow path.
+type isolateWrite struct{ err error }
+
+func (r *isolateWrite) Error() string { return r.err.Error() }
+func (r *isolateWrite) Unwrap() error { return r.err }
 
 // retryWrite is a write error the step's RetryPolicy retries.
 type retryWrite struct{ err error }
@@ -145,7 +166,14 @@ func (c *ChunkStep[I, O]) prepare(ctx context.Context, db bun.IDB, sc *StepConte
 		}
 		return nil, &stepFailure{fmt.Errorf("read from key %d: %w", from, err)}
 	}
-	out := &chunk{read: int64(len(items)), exhausted: len(items) < c.ChunkSize, lastKey: from - 1, readTime: readTime}
+	exhausted := len(items) < c.ChunkSize
+	if g, ok := c.Reader.(GroupedReader); ok && g.Grouped() && !exhausted {
+		if items, err = c.wholeGroups(ctx, db, sc, items); err != nil {
+			return nil, err
+		}
+		readTime = time.Since(start)
+	}
+	out := &chunk{read: int64(len(items)), exhausted: exhausted, lastKey: from - 1, readTime: readTime}
 	if len(items) == 0 {
 		return out, nil
 	}
@@ -157,7 +185,7 @@ func (c *ChunkStep[I, O]) prepare(ctx context.Context, db bun.IDB, sc *StepConte
 	}
 	keep := make([]O, 0, len(items))
 	for i, r := range results {
-		key := c.Reader.Key(items[i])
+		key := itemID(c.Reader, items[i])
 		switch {
 		case r.err == nil:
 			keep = append(keep, r.o)
@@ -173,7 +201,7 @@ func (c *ChunkStep[I, O]) prepare(ctx context.Context, db bun.IDB, sc *StepConte
 			return nil, &stepFailure{fmt.Errorf("process item %d: %w", key, r.err)}
 		}
 	}
-	out.items = keep
+	out.items, out.toWrite = keep, int64(len(keep))
 	if c.Emit != nil && len(keep) > 0 {
 		if err := c.withRetry(ctx, func() error { return c.Emit(ctx, sc, keep) }); err != nil {
 			if isInfra(ctx, err) {
@@ -183,6 +211,38 @@ func (c *ChunkStep[I, O]) prepare(ctx context.Context, db bun.IDB, sc *StepConte
 		}
 	}
 	return out, nil
+}
+
+// itemID is an item's own identity, for its skip record: the reader's
+// ItemID when it has one (a grouped reader's key is shared), else its key.
+func itemID[I any](r Reader[I], item I) int64 {
+	if ir, ok := r.(interface{ ItemID(I) int64 }); ok {
+		return ir.ItemID(item)
+	}
+	return r.Key(item)
+}
+
+// wholeGroups trims a full chunk of a grouped reader to whole keys: the
+// items of its last key may go on in the next read, so they are left to
+// the next chunk; when the chunk holds one key only, that key is read
+// whole.
+func (c *ChunkStep[I, O]) wholeGroups(ctx context.Context, db bun.IDB, sc *StepContext, items []I) ([]I, error) {
+	last := c.Reader.Key(items[len(items)-1])
+	i := len(items) - 1
+	for i >= 0 && c.Reader.Key(items[i]) == last {
+		i--
+	}
+	if i >= 0 {
+		return items[:i+1], nil
+	}
+	all, err := c.Reader.Read(ctx, db, sc, last, last+1, math.MaxInt32)
+	if err != nil {
+		if isInfra(ctx, err) {
+			return nil, err
+		}
+		return nil, &stepFailure{fmt.Errorf("read key %d whole: %w", last, err)}
+	}
+	return all, nil
 }
 
 type processed[O any] struct {
@@ -237,6 +297,27 @@ func (c *ChunkStep[I, O]) withRetry(ctx context.Context, fn func() error) error 
 			return err
 		}
 	}
+}
+
+func (c *ChunkStep[I, O]) writeAll(ctx context.Context, tx bun.Tx, sc *StepContext, ch *chunk, skipsSoFar int64, mayRetry bool) error {
+	keep, _ := ch.items.([]O)
+	ch.written, ch.writeSkips = 0, 0
+	if len(keep) == 0 {
+		return nil
+	}
+	err := c.Writer(ctx, tx, sc, keep)
+	switch {
+	case err == nil:
+		ch.written = int64(len(keep))
+		return nil
+	case mayRetry && c.Retry.retryable(err):
+		return &retryWrite{err}
+	case c.Skip.canSkip(err, skipsSoFar+int64(len(ch.skips))):
+		return &isolateWrite{err}
+	case isInfra(ctx, err):
+		return err
+	}
+	return &stepFailure{fmt.Errorf("write chunk: %w", err)}
 }
 
 func (c *ChunkStep[I, O]) write(ctx context.Context, tx bun.Tx, sc *StepContext, ch *chunk, skipsSoFar int64, mayRetry bool) error {

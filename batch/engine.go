@@ -55,7 +55,16 @@ type Options struct {
 	// count to the engine (see StepContext.Partitions). Default
 	// FixedPartitions(MinPartitions); AutoPartitions follows the fleet.
 	Partitions Sizer
+	// PartitionsAtOnce is how many partitions of one step run at once,
+	// fleet-wide, unless the step says (ChunkStep.AtOnce): what Postgres
+	// can serve, not the worker slots. Default DefaultPartitionsAtOnce.
+	PartitionsAtOnce int
 }
+
+// DefaultPartitionsAtOnce is Options.PartitionsAtOnce's default: about the
+// cores of the Postgres that serves the steps (PARTITIONS_AT_ONCE); more
+// transactions at once than its cores only queue (bench/results.md).
+const DefaultPartitionsAtOnce = 4
 
 // Engine launches and runs jobs: the launcher, the asynq task handlers (run
 // them with a Worker) and the reconciler.
@@ -87,6 +96,9 @@ func New(db *bun.DB, client *asynq.Client, reg *Registry, opts Options) *Engine 
 	opts.MaxRetry = max(opts.MaxRetry, 0)
 	if opts.Partitions == nil {
 		opts.Partitions = FixedPartitions(MinPartitions)
+	}
+	if opts.PartitionsAtOnce <= 0 {
+		opts.PartitionsAtOnce = DefaultPartitionsAtOnce
 	}
 	return &Engine{db: db, client: client, reg: reg, log: opts.Logger, now: opts.Clock, opts: opts, m: opts.Metrics}
 }
@@ -152,7 +164,9 @@ func stepDoneTaskID(seID int64, jeGen int) string { return fmt.Sprintf("step-don
 
 // enqueueJob queues the execution's job task under its generation.
 func (e *Engine) enqueueJob(ctx context.Context, je *JobExecution) error {
-	return e.enqueue(ctx, TaskJob, jobPayload{je.JobExecutionID}, jobTaskID(je.JobExecutionID, je.Generation), QueueControl, time.Minute)
+	// TaskTimeout, not a minute: the job task may split its first step and
+	// run it when it has one partition (see advanceFlow).
+	return e.enqueue(ctx, TaskJob, jobPayload{je.JobExecutionID}, jobTaskID(je.JobExecutionID, je.Generation), QueueControl, e.opts.TaskTimeout)
 }
 
 // enqueueStep queues a step task: jeGen is the job execution's generation,

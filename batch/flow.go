@@ -7,6 +7,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/uptrace/bun"
 )
 
@@ -192,6 +195,13 @@ func splitOutcome(sp *Split, steps, earlier map[string]*StepExecution, st *flowS
 // nothing is left to run. Every handler calls it after its work, and so
 // does the reconciler.
 func (e *Engine) advance(ctx context.Context, jeID int64) error {
+	return e.advanceFlow(ctx, jeID, false)
+}
+
+// advanceFlow is advance; with inline, a single chunk step due now is
+// started right here (split, and run when it has one partition) instead of
+// through a batch:step task: the job's first step costs no hop.
+func (e *Engine) advanceFlow(ctx context.Context, jeID int64, inline bool) error {
 	je, err := loadJobExecution(ctx, e.db, jeID)
 	if err != nil {
 		return err
@@ -199,7 +209,7 @@ func (e *Engine) advance(ctx context.Context, jeID int64) error {
 	if !Running(je.Status) {
 		return nil
 	}
-	st, _, err := e.flowOf(ctx, e.db, je)
+	st, job, err := e.flowOf(ctx, e.db, je)
 	if errors.Is(err, ErrUnknownJob) {
 		return e.finishJob(ctx, jeID, StatusFailed, ExitFailed, err.Error())
 	}
@@ -233,6 +243,15 @@ func (e *Engine) advance(ctx context.Context, jeID int64) error {
 		}
 		return e.advance(ctx, jeID)
 	default:
+		if inline && len(st.toStart) == 1 {
+			if step, ok := job.step(st.toStart[0]); ok && step.Partitioned() {
+				ctx, span := tracer().Start(ctx, "batch.step", trace.WithAttributes(attribute.String("batch.step_name", step.name), attribute.Bool("batch.inline", true)))
+				err := e.runStep(ctx, jeID, step.name, 0)
+				endSpan(span, err)
+				span.End()
+				return err
+			}
+		}
 		return e.startSteps(ctx, je, st.toStart)
 	}
 }

@@ -56,7 +56,7 @@ func (e *Engine) handleJob(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	return e.advance(ctx, p.JobExecutionID)
+	return e.advanceFlow(ctx, p.JobExecutionID, true)
 }
 
 // stepEnv is what a step's handlers load about their execution.
@@ -109,32 +109,39 @@ func (e *Engine) handleStep(ctx context.Context, t *asynq.Task) error {
 	if err := decode(t, &p); err != nil {
 		return err
 	}
-	env, err := e.loadStepEnv(ctx, e.db, p.JobExecutionID, p.Step)
+	return e.runStep(ctx, p.JobExecutionID, p.Step, p.Generation)
+}
+
+// runStep creates step's execution in execution jeID and runs it (a
+// tasklet, for generation gen) or splits it into partition tasks (a chunk
+// step).
+func (e *Engine) runStep(ctx context.Context, jeID int64, step string, gen int) error {
+	env, err := e.loadStepEnv(ctx, e.db, jeID, step)
 	if errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
 	if errors.Is(err, ErrUnknownStep) {
 		// No retry can heal it: the job fails now, with the reason.
-		return errors.Join(e.finishJob(ctx, p.JobExecutionID, StatusFailed, ExitFailed, err.Error()), asynq.SkipRetry)
+		return errors.Join(e.finishJob(ctx, jeID, StatusFailed, ExitFailed, err.Error()), asynq.SkipRetry)
 	}
 	if err != nil {
 		return err // a job unknown here: another worker may know it
 	}
 	if env.je.Status != StatusStarted {
-		return e.advance(ctx, p.JobExecutionID)
+		return e.advance(ctx, jeID)
 	}
-	se, err := e.ensureStep(ctx, env, p.Step)
+	se, err := e.ensureStep(ctx, env, step)
 	if err != nil {
 		return err
 	}
 	if !Running(se.Status) {
-		return e.advance(ctx, p.JobExecutionID)
+		return e.advance(ctx, jeID)
 	}
 	if env.step.isTasklet() {
-		if err := e.runTasklet(ctx, env, se, p.Generation); err != nil {
+		if err := e.runTasklet(ctx, env, se, gen); err != nil {
 			return err
 		}
-		return e.advance(ctx, p.JobExecutionID)
+		return e.advance(ctx, jeID)
 	}
 	return e.startPartitions(ctx, env, se)
 }

@@ -124,6 +124,7 @@ type Step struct {
 
 	allowStartIfComplete bool
 	startLimit           int
+	atOnce               int // partitions at once (ChunkStep.AtOnce); 0: the engine's
 }
 
 // AllowStartIfComplete makes the step run again when its instance is

@@ -175,8 +175,10 @@ func TestTwoSchedulersRedriveOnce(t *testing.T) {
 			ID  int64 `bun:"step_execution_id"`
 			Gen int   `bun:"generation"`
 		}
+		// The partitions whose turn had come (the rest wait theirs, not lost).
 		if err := b.db.NewRaw(`SELECT step_execution_id, generation FROM batch_step_execution
-			WHERE job_execution_id = ? AND parent_step_execution_id IS NOT NULL AND status IN ('STARTING', 'STARTED')`, id).Scan(ctx, &rows); err != nil {
+			WHERE job_execution_id = ? AND parent_step_execution_id IS NOT NULL AND status IN ('STARTING', 'STARTED')
+			AND queued_at IS NOT NULL`, id).Scan(ctx, &rows); err != nil {
 			t.Fatal(err)
 		}
 		g := gens{}

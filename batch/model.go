@@ -104,6 +104,9 @@ type StepExecution struct {
 	Generation int `bun:"generation,notnull" json:"generation"`
 	// WorkerID is the worker that claimed it last (see WorkerInfo).
 	WorkerID *string `bun:"worker_id" json:"worker_id,omitempty"`
+	// QueuedAt is when a partition's task was first enqueued; nil while it
+	// waits its turn (see ChunkStep.AtOnce).
+	QueuedAt *time.Time `bun:"queued_at" json:"queued_at,omitempty"`
 	// RedriveCount counts the re-drives (failover or reconcile) since the
 	// step last committed progress; past the limit it ends FAILED.
 	RedriveCount int `bun:"redrive_count,notnull" json:"redrive_count"`

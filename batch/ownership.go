@@ -114,15 +114,23 @@ func transitionExit(q *bun.UpdateQuery, status Status, exit, msg string) *bun.Up
 func updateSteps(db bun.IDB) *bun.UpdateQuery { return db.NewUpdate().Model((*StepExecution)(nil)) }
 
 // finishPartition ends a partition in tx and counts it at its parent's
-// barrier. The one that completes the barrier enqueues the aggregation
-// inside the transaction: the aggregation locks the parent first, so it
-// sees the barrier only once this commits, and no crash between commit
-// and enqueue can lose it.
+// barrier (see partitionDone).
 func (e *Engine) finishPartition(ctx context.Context, tx bun.Tx, se *StepExecution, jeGen int, status Status, msg string, rollbacks int64) error {
 	if _, err := transition(updateSteps(tx), status, msg).Set("rollback_count = rollback_count + ?", rollbacks).
 		Where("step_execution_id = ?", se.StepExecutionID).Exec(ctx); err != nil {
 		return fmt.Errorf("finish partition %d: %w", se.StepExecutionID, err)
 	}
+	return e.partitionDone(ctx, tx, se, jeGen)
+}
+
+// partitionDone, in the transaction that ended partition se, counts it at
+// its parent's barrier and queues the next partition waiting its turn. The
+// one that completes the barrier enqueues the aggregation inside the
+// transaction: the aggregation locks the parent first, so it sees the
+// barrier only once this commits, and no crash between commit and enqueue
+// can lose it. The barrier's row lock also serializes the ends of one
+// step's partitions, so each queues exactly one successor.
+func (e *Engine) partitionDone(ctx context.Context, tx bun.Tx, se *StepExecution, jeGen int) error {
 	var b struct {
 		Done  int `bun:"partitions_done"`
 		Total int `bun:"partitions_total"`
@@ -133,6 +141,28 @@ func (e *Engine) finishPartition(ctx context.Context, tx bun.Tx, se *StepExecuti
 	}
 	if b.Done == b.Total {
 		return e.enqueueStepDone(ctx, *se.ParentStepExecutionID, jeGen)
+	}
+	return e.queueNext(ctx, tx, *se.ParentStepExecutionID, 1)
+}
+
+// queueNext marks up to n partitions of parent that wait their turn queued,
+// in partition order, and enqueues them, in tx.
+func (e *Engine) queueNext(ctx context.Context, tx bun.IDB, parent int64, n int) error {
+	var next []struct {
+		ID  int64 `bun:"step_execution_id"`
+		Gen int   `bun:"generation"`
+	}
+	if err := tx.NewRaw(`UPDATE batch_step_execution SET queued_at = clock_timestamp()
+		WHERE step_execution_id IN (SELECT step_execution_id FROM batch_step_execution
+			WHERE parent_step_execution_id = ? AND queued_at IS NULL AND status IN (?, ?)
+			ORDER BY step_execution_id LIMIT ? FOR UPDATE SKIP LOCKED)
+		RETURNING step_execution_id, generation`, parent, StatusStarting, StatusStarted, n).Scan(ctx, &next); err != nil {
+		return fmt.Errorf("queue the next partitions of %d: %w", parent, err)
+	}
+	for _, p := range next {
+		if err := e.enqueuePartition(ctx, p.ID, p.Gen); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -24,20 +24,22 @@ type Partitioner func(ctx context.Context, db bun.IDB, sc *StepContext) ([]Range
 
 // KeyRangePartitioner splits [min, max] of column over the rows that filter
 // selects into up to n equal ranges; n < 1 leaves the count to the launch
-// and the engine (StepContext.Partitions). No rows: no partitions (the step
-// completes at once with zero counts).
+// and the engine (StepContext.Partitions), which size it by the rows the
+// filter selects (counted in the same statement). No rows: no partitions
+// (the step completes at once with zero counts).
+//
+// column is the key the step's reader pages on; it need not be unique (see
+// GroupedReader): partition by what the writer locks, so that two
+// partitions never wait on each other's row locks.
 func KeyRangePartitioner(table, column string, n int, filter func(q *bun.SelectQuery, sc *StepContext) *bun.SelectQuery) Partitioner {
 	return func(ctx context.Context, db bun.IDB, sc *StepContext) ([]Range, error) {
-		n := n
-		if n < 1 {
-			n = sc.Partitions(ctx)
-		}
 		var bounds struct {
-			Min *int64 `bun:"min"`
-			Max *int64 `bun:"max"`
+			Min  *int64 `bun:"min"`
+			Max  *int64 `bun:"max"`
+			Rows int64  `bun:"rows"`
 		}
 		q := db.NewSelect().TableExpr(table).
-			ColumnExpr("min(?) AS min, max(?) AS max", bun.Safe(column), bun.Safe(column))
+			ColumnExpr("min(?) AS min, max(?) AS max, count(*) AS rows", bun.Safe(column), bun.Safe(column))
 		if filter != nil {
 			q = filter(q, sc)
 		}
@@ -46,6 +48,10 @@ func KeyRangePartitioner(table, column string, n int, filter func(q *bun.SelectQ
 		}
 		if bounds.Min == nil {
 			return nil, nil
+		}
+		n := n
+		if n < 1 {
+			n = sc.Partitions(ctx, bounds.Rows)
 		}
 		return SplitRange(*bounds.Min, *bounds.Max+1, n), nil
 	}

@@ -166,38 +166,118 @@ func (r *partitionRun) fault(ctx context.Context, err error) error {
 }
 
 // commitChunk writes a prepared chunk in one transaction with its fence,
-// skips, counters and checkpoint (and, for the last chunk, the partition's
-// end). A write the RetryPolicy retries rolls the transaction back and is
-// tried again after the backoff, outside the transaction.
+// counters and checkpoint (and, after the last chunk, the partition's
+// end). The common case (commitFast) takes one repository statement and
+// the writer; a chunk with skipped items, or whose write fails with a
+// skippable error, is written item by item under savepoints instead
+// (commitSlow). A write the RetryPolicy retries rolls the transaction
+// back and is tried again after the backoff, outside the transaction.
 func (r *partitionRun) commitChunk(ctx context.Context, c *chunk) error {
 	policy := r.env.step.chunk.retryPolicy()
+	slow := len(c.skips) > 0
 	for attempt := 0; ; attempt++ {
-		err := r.e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			js, err := fence(ctx, tx, r.se.StepExecutionID, r.version)
-			if err != nil {
-				return err
-			}
-			r.jobStatus = js
-			if err := r.env.step.chunk.write(ctx, tx, r.sc, c, r.skips+c.processSkips, attempt < policy.Limit); err != nil {
-				return err
-			}
-			return r.record(ctx, tx, c)
-		})
+		var err error
+		if slow {
+			err = r.commitSlow(ctx, c, attempt < policy.Limit)
+		} else {
+			err = r.commitFast(ctx, c, attempt < policy.Limit)
+		}
 		var rw *retryWrite
-		if errors.As(err, &rw) {
+		var iw *isolateWrite
+		switch {
+		case errors.As(err, &rw):
 			r.rollbacks++
 			if err := sleep(ctx, policy.backoff(attempt+1)); err != nil {
 				return err
 			}
 			continue
-		}
-		if err != nil {
+		case errors.As(err, &iw):
+			r.rollbacks++
+			slow = true
+			continue
+		case err != nil:
 			return err
 		}
 		r.version++ // the fence's
 		r.rollbacks = 0
 		return nil
 	}
+}
+
+// commitFast commits a chunk with one repository statement (recordFast:
+// fence, counters as if every item is written, checkpoint and, after the
+// last chunk, the partition's end), then the writer on every item at once,
+// and after the last chunk the parent's barrier. A failed write rolls it
+// all back.
+func (r *partitionRun) commitFast(ctx context.Context, c *chunk, mayRetry bool) error {
+	return r.e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		js, err := r.recordFast(ctx, tx, c)
+		if err != nil {
+			return err
+		}
+		r.jobStatus = js
+		if err := r.env.step.chunk.writeAll(ctx, tx, r.sc, c, r.skips, mayRetry); err != nil {
+			return err
+		}
+		if c.exhausted {
+			return r.e.partitionDone(ctx, tx, r.se, r.env.je.Generation)
+		}
+		return nil
+	})
+}
+
+// recordFast is the fence, the chunk's counters, the checkpoint and, after
+// the last chunk, the partition's COMPLETED, in one statement; it returns
+// the job's status, or errFenced when another delivery moved the version.
+func (r *partitionRun) recordFast(ctx context.Context, tx bun.Tx, c *chunk) (Status, error) {
+	end := ""
+	if c.exhausted {
+		end = `, status = '` + StatusCompleted + `', exit_code = '` + ExitCompleted + `', exit_message = '', end_time = clock_timestamp()`
+	}
+	args := []any{c.read, c.toWrite, c.filtered, r.rollbacks, r.se.StepExecutionID, r.version, StatusStarting, StatusStarted}
+	checkpoint := ""
+	if c.read > 0 {
+		r.sc.Context[checkpointKey] = c.lastKey
+		short, ser, err := encodeContext(r.sc.Context)
+		if err != nil {
+			return "", err
+		}
+		checkpoint = `, c AS (INSERT INTO batch_step_execution_context (step_execution_id, short_context, serialized_context)
+			SELECT ?, ?, ? FROM s ON CONFLICT (step_execution_id) DO UPDATE
+			SET short_context = EXCLUDED.short_context, serialized_context = EXCLUDED.serialized_context)`
+		args = append(args, r.se.StepExecutionID, short, ser)
+	}
+	var jobStatus string
+	err := tx.NewRaw(`WITH s AS (UPDATE batch_step_execution AS s SET version = s.version + 1, last_updated = clock_timestamp(),
+			read_count = s.read_count + ?, write_count = s.write_count + ?, filter_count = s.filter_count + ?,
+			rollback_count = s.rollback_count + ?, commit_count = s.commit_count + 1, redrive_count = 0`+end+`
+		FROM batch_job_execution AS j
+		WHERE s.step_execution_id = ? AND s.version = ? AND s.status IN (?, ?) AND j.job_execution_id = s.job_execution_id
+		RETURNING j.status)`+checkpoint+` SELECT status FROM s`, args...).Scan(ctx, &jobStatus)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", errFenced
+	}
+	if err != nil {
+		return "", fmt.Errorf("record chunk of step execution %d: %w", r.se.StepExecutionID, err)
+	}
+	return jobStatus, nil
+}
+
+// commitSlow commits a chunk as it was before the fast path: the fence,
+// then the write item by item where it fails (under savepoints, to skip
+// the bad items), then skips, counters and checkpoint (record).
+func (r *partitionRun) commitSlow(ctx context.Context, c *chunk, mayRetry bool) error {
+	return r.e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		js, err := fence(ctx, tx, r.se.StepExecutionID, r.version)
+		if err != nil {
+			return err
+		}
+		r.jobStatus = js
+		if err := r.env.step.chunk.write(ctx, tx, r.sc, c, r.skips+c.processSkips, mayRetry); err != nil {
+			return err
+		}
+		return r.record(ctx, tx, c)
+	})
 }
 
 // record writes a chunk's skipped items, counters and checkpoint in tx, and

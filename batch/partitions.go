@@ -17,12 +17,13 @@ import (
 // job instance.
 const ParamPartitions = "partitions"
 
-// Partition counts a step may be given: at least MinPartitions when sized
-// automatically, at most MaxPartitions however sized.
-const (
-	MinPartitions = 16
-	MaxPartitions = 1024
-)
+// Partition counts a step may be given: at most MaxPartitions however
+// sized.
+const MaxPartitions = 1024
+
+// MinPartitions is the count a step gets when the fleet's size cannot be
+// read.
+const MinPartitions = 16
 
 // PartitionsPerSlot is how many partitions AutoPartitions plans per worker
 // slot: several, so a slow partition does not leave the other slots idle at
@@ -34,29 +35,43 @@ const PartitionsPerSlot = 4
 // repository's writes cost more than the extra parallelism gains.
 const AutoPartitionsCap = 256
 
-// Sizer says how many partitions a partitioned step gets when neither the
-// step nor the launch fixes it.
-type Sizer func(ctx context.Context) int
+// DefaultMinPartitionRows is AutoPartitions' default fewest rows per
+// partition: a partition costs a task, a claim, a few repository writes
+// and a hand-off, about what a few thousand rows of work cost (measured in
+// bench/results.md: expire-passes' 9.9k rows ran 0.09× the statement in
+// tens of partitions).
+const DefaultMinPartitionRows = 5000
 
-// FixedPartitions sizes every step at n partitions.
+// Sizer says how many partitions a partitioned step gets when neither the
+// step nor the launch fixes it, given how many rows the step will read
+// (rows < 0: not known).
+type Sizer func(ctx context.Context, rows int64) int
+
+// FixedPartitions sizes every step at n partitions, whatever its rows.
 func FixedPartitions(n int) Sizer {
 	n = min(max(n, 1), MaxPartitions)
-	return func(context.Context) int { return n }
+	return func(context.Context, int64) int { return n }
 }
 
-// AutoPartitions sizes steps from the fleet: PartitionsPerSlot partitions
-// for each worker slot live now (the sum of the concurrency of the asynq
-// servers serving the partition queue, from asynq's server heartbeats),
-// at least MinPartitions and at most AutoPartitionsCap. The count is read
-// at most every 5 s; when it cannot be read, MinPartitions.
-func AutoPartitions(insp *asynq.Inspector, log *slog.Logger) Sizer {
+// AutoPartitions sizes steps to the work and the fleet: PartitionsPerSlot
+// partitions for each worker slot live now (the sum of the concurrency of
+// the asynq servers serving the partition queue, from asynq's server
+// heartbeats), but no more than one per minRows rows (default
+// DefaultMinPartitionRows), at least one and at most AutoPartitionsCap. A
+// 10k-row step gets two partitions, a 10M-row step on a large fleet
+// hundreds. The slot count is read at most every 5 s; when it cannot be
+// read (or no server is listed yet), MinPartitions is the fleet's share.
+func AutoPartitions(insp *asynq.Inspector, minRows int64, log *slog.Logger) Sizer {
 	if log == nil {
 		log = slog.Default()
+	}
+	if minRows <= 0 {
+		minRows = DefaultMinPartitionRows
 	}
 	var mu sync.Mutex
 	var at time.Time
 	var last int
-	return func(ctx context.Context) int {
+	fleet := func(ctx context.Context) int {
 		mu.Lock()
 		defer mu.Unlock()
 		if time.Since(at) < 5*time.Second && last > 0 {
@@ -67,8 +82,18 @@ func AutoPartitions(insp *asynq.Inspector, log *slog.Logger) Sizer {
 			log.WarnContext(ctx, "partitions: cannot count the worker slots; using the floor", "err", err, "partitions", MinPartitions)
 			return MinPartitions
 		}
-		last, at = min(max(slots*PartitionsPerSlot, MinPartitions), AutoPartitionsCap), time.Now()
+		if slots == 0 {
+			return MinPartitions // asynq has not listed the fleet yet (its heartbeats come every few seconds)
+		}
+		last, at = min(slots*PartitionsPerSlot, AutoPartitionsCap), time.Now()
 		return last
+	}
+	return func(ctx context.Context, rows int64) int {
+		n := fleet(ctx)
+		if rows >= 0 {
+			n = min(n, int(max((rows+minRows-1)/minRows, 1)))
+		}
+		return n
 	}
 }
 
@@ -102,13 +127,14 @@ func partitionsParam(p Params) (int, error) {
 }
 
 // Partitions is how many partitions this step is split into: the launch's
-// ParamPartitions, else the engine's Sizer (Options.Partitions).
-func (sc *StepContext) Partitions(ctx context.Context) int {
+// ParamPartitions, else the engine's Sizer (Options.Partitions) for rows
+// rows (rows < 0: not known).
+func (sc *StepContext) Partitions(ctx context.Context, rows int64) int {
 	if n, err := partitionsParam(sc.Params); err == nil && n > 0 {
 		return n
 	}
 	if sc.sizer != nil {
-		return sc.sizer(ctx)
+		return sc.sizer(ctx, rows)
 	}
 	return MinPartitions
 }

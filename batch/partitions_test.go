@@ -57,8 +57,9 @@ func TestPartitionsParam(t *testing.T) {
 }
 
 // TestAutoPartitions: AutoPartitions plans PartitionsPerSlot partitions per
-// live worker slot, at least MinPartitions and at most AutoPartitionsCap,
-// from asynq's server heartbeats.
+// live worker slot (MinPartitions while it sees none), at most
+// AutoPartitionsCap, from asynq's server heartbeats, and no more than one
+// per minimum of rows.
 func TestAutoPartitions(t *testing.T) {
 	t.Parallel()
 	const rows = 3000
@@ -67,10 +68,16 @@ func TestAutoPartitions(t *testing.T) {
 	insp := asynq.NewInspector(opt)
 	defer insp.Close()
 	ctx := context.Background()
-	if n := batch.AutoPartitions(insp, quietLogger())(ctx); n != batch.MinPartitions {
+	if n := batch.AutoPartitions(insp, 20, quietLogger())(ctx, rows); n != batch.MinPartitions {
 		t.Fatalf("no workers: %d partitions, want the floor %d", n, batch.MinPartitions)
 	}
-	eng := batch.New(b.db.DB, b.client, b.engine.Registry(), batch.Options{Logger: quietLogger(), Partitions: batch.AutoPartitions(insp, quietLogger())})
+	if n := batch.AutoPartitions(insp, 1000, quietLogger())(ctx, rows); n != 3 {
+		t.Fatalf("%d rows, at least 1000 a partition: %d partitions, want 3", rows, n)
+	}
+	if n := batch.AutoPartitions(insp, 1000, quietLogger())(ctx, 0); n != 1 {
+		t.Fatalf("no rows: %d partitions, want 1", n)
+	}
+	eng := batch.New(b.db.DB, b.client, b.engine.Registry(), batch.Options{Logger: quietLogger(), Partitions: batch.AutoPartitions(insp, 20, quietLogger())})
 	var stops []func()
 	defer func() {
 		for _, s := range stops {
@@ -109,7 +116,7 @@ func waitSizer(t *testing.T, insp *asynq.Inspector, want int) {
 	t.Helper()
 	var n int
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if n = batch.AutoPartitions(insp, quietLogger())(context.Background()); n == want {
+		if n = batch.AutoPartitions(insp, 1, quietLogger())(context.Background(), 1<<40); n == want {
 			return
 		}
 	}

@@ -366,6 +366,7 @@ func (e *Engine) redriveLostSteps(ctx context.Context, tx bun.Tx, je *JobExecuti
 		JOIN batch_job_instance i ON i.job_instance_id = j.job_instance_id
 		WHERE s.job_execution_id = ? AND s.status IN (?, ?)
 		  AND (s.parent_step_execution_id IS NOT NULL OR s.partitions_total IS NULL)
+		  AND (s.parent_step_execution_id IS NULL OR s.queued_at IS NOT NULL) -- a partition waiting its turn is not lost
 		  AND s.last_updated < now() - ?::interval
 		  AND NOT EXISTS (SELECT 1 FROM batch_worker w WHERE w.worker_id = s.worker_id
 		      AND w.heartbeat_at >= now() - ?::interval AND s.step_execution_id = ANY(w.held))
@@ -403,6 +404,9 @@ func (e *Engine) redriveLostControl(ctx context.Context, tx bun.Tx, je *JobExecu
 		Where("partitions_total IS NOT NULL AND partitions_done >= partitions_total").Scan(ctx, &due); err != nil {
 		return false, fmt.Errorf("find due aggregations of execution %d: %w", je.JobExecutionID, err)
 	}
+	if err := e.restartChains(ctx, tx, je); err != nil {
+		return false, err
+	}
 	want := map[string]string{} // task ID → queue
 	for _, id := range due {
 		want[stepDoneTaskID(id, je.Generation)] = QueueControl
@@ -439,6 +443,42 @@ func (e *Engine) redriveLostControl(ctx context.Context, tx bun.Tx, je *JobExecu
 		}
 	}
 	return true, nil
+}
+
+// restartChains queues the next partitions of each running step of je
+// whose partitions all wait their turn with none running to queue them
+// (the chain of turns broke: a partition ended outside its own
+// transaction, by recover or a bulk status change).
+func (e *Engine) restartChains(ctx context.Context, tx bun.Tx, je *JobExecution) error {
+	var stalled []struct {
+		ID   int64  `bun:"step_execution_id"`
+		Step string `bun:"step_name"`
+	}
+	if err := tx.NewRaw(`SELECT p.step_execution_id, p.step_name FROM batch_step_execution p
+		WHERE p.job_execution_id = ? AND p.parent_step_execution_id IS NULL AND p.status IN (?, ?) AND p.partitions_total IS NOT NULL
+		  AND EXISTS (SELECT 1 FROM batch_step_execution c WHERE c.parent_step_execution_id = p.step_execution_id
+		      AND c.queued_at IS NULL AND c.status IN (?, ?))
+		  AND NOT EXISTS (SELECT 1 FROM batch_step_execution c WHERE c.parent_step_execution_id = p.step_execution_id
+		      AND c.queued_at IS NOT NULL AND c.status IN (?, ?))
+		FOR UPDATE OF p SKIP LOCKED`, je.JobExecutionID, StatusStarting, StatusStarted,
+		StatusStarting, StatusStarted, StatusStarting, StatusStarted).Scan(ctx, &stalled); err != nil {
+		return fmt.Errorf("find stalled partition turns of execution %d: %w", je.JobExecutionID, err)
+	}
+	job, err := e.reg.Job(je.Instance.JobName)
+	if err != nil && len(stalled) > 0 {
+		return err
+	}
+	for _, p := range stalled {
+		n := e.opts.PartitionsAtOnce
+		if st, ok := job.step(p.Step); ok {
+			n = e.atOnce(st)
+		}
+		e.log.InfoContext(ctx, "reconcile: queueing the partitions waiting their turn", "job_execution_id", je.JobExecutionID, "step", p.Step, "count", n)
+		if err := e.queueNext(ctx, tx, p.ID, n); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // taskLost reports whether the task id of queue is gone from Redis (never

@@ -10,7 +10,11 @@ import (
 )
 
 // startPartitions splits a chunk step into its partitions once, then
-// enqueues every partition still to run, each under its generation.
+// enqueues every queued partition still to run, each under its generation
+// (the others wait their turn: see ChunkStep.AtOnce). A step of one
+// partition is run right here instead, and aggregated: a small job then
+// costs no hop through Redis per step (a crash meanwhile is failed over as
+// any partition's, and the step task itself is redelivered).
 func (e *Engine) startPartitions(ctx context.Context, env *stepEnv, se *StepExecution) error {
 	if se.PartitionsTotal == nil {
 		if err := e.split(ctx, env, se); err != nil {
@@ -26,9 +30,24 @@ func (e *Engine) startPartitions(ctx context.Context, env *stepEnv, se *StepExec
 		Generation int   `bun:"generation"`
 	}
 	if err := e.db.NewSelect().Model((*StepExecution)(nil)).Column("step_execution_id", "generation").
-		Where("parent_step_execution_id = ? AND status IN (?, ?)", se.StepExecutionID, StatusStarting, StatusStarted).
+		Where("parent_step_execution_id = ? AND status IN (?, ?) AND queued_at IS NOT NULL", se.StepExecutionID, StatusStarting, StatusStarted).
 		Order("step_execution_id").Scan(ctx, &pending); err != nil {
 		return fmt.Errorf("list partitions of %s: %w", env.step.name, err)
+	}
+	if se.PartitionsTotal != nil && *se.PartitionsTotal == 1 && len(pending) == 1 {
+		r, err := e.claimPartition(ctx, stepExecPayload{StepExecutionID: pending[0].ID, Generation: pending[0].Generation})
+		if err != nil {
+			return err
+		}
+		if r != nil {
+			release := hold(ctx, r.se.StepExecutionID)
+			err = r.run(ctx)
+			release()
+			if err != nil {
+				return err
+			}
+		}
+		return e.stepDone(ctx, se.StepExecutionID)
 	}
 	for _, p := range pending {
 		if err := e.enqueuePartition(ctx, p.ID, p.Generation); err != nil {
@@ -55,6 +74,7 @@ func (e *Engine) split(ctx context.Context, env *stepEnv, se *StepExecution) err
 		if err != nil {
 			return err
 		}
+		queueFirst(children, e.atOnce(env.step))
 		done, err := createPartitions(ctx, tx, children)
 		if err != nil {
 			return fmt.Errorf("create partitions of %s: %w", env.step.name, err)
@@ -74,6 +94,28 @@ func (e *Engine) split(ctx context.Context, env *stepEnv, se *StepExecution) err
 			"step", se.StepName, "step_execution_id", se.StepExecutionID, "partitions", total, "already_completed", done)
 		return nil
 	})
+}
+
+// queueFirst marks the first atOnce of the partitions still to run queued
+// (the ones done already are queued too: they never run).
+func queueFirst(children []plannedPartition, atOnce int) {
+	now := time.Now()
+	for _, c := range children {
+		if c.Status == StatusCompleted || atOnce > 0 {
+			c.QueuedAt = &now
+		}
+		if c.Status != StatusCompleted {
+			atOnce--
+		}
+	}
+}
+
+// atOnce is how many partitions of step run at once.
+func (e *Engine) atOnce(step *Step) int {
+	if step.atOnce > 0 {
+		return step.atOnce
+	}
+	return e.opts.PartitionsAtOnce
 }
 
 // createPartitions inserts the planned partitions with their contexts and

@@ -16,7 +16,15 @@ func (e *Engine) handleStepDone(ctx context.Context, t *asynq.Task) error {
 	if err := decode(t, &p); err != nil {
 		return err
 	}
-	se, err := loadStepExecution(ctx, e.db, p.StepExecutionID)
+	return e.stepDone(ctx, p.StepExecutionID)
+}
+
+// stepDone aggregates partitioned step seID once all its partitions have
+// finished (a repeat finds it aggregated), then advances the flow. The
+// batch:step-done task runs it, and so does a worker that has just run a
+// step's only partition itself.
+func (e *Engine) stepDone(ctx context.Context, seID int64) error {
+	se, err := loadStepExecution(ctx, e.db, seID)
 	if errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}

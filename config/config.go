@@ -52,8 +52,15 @@ type Config struct {
 	WorkerConcurrency int
 	// Partitions is how many partitions a partitioned step gets
 	// (PARTITIONS): 0 for "auto" (the default: sized from the live worker
-	// slots), or a fixed count from 1 to 1024.
+	// slots and the step's rows), or a fixed count from 1 to 1024.
 	Partitions int
+	// PartitionMinRows is the fewest rows an automatically sized partition
+	// gets (PARTITION_MIN_ROWS). Default 5000.
+	PartitionMinRows int64
+	// PartitionsAtOnce is how many partitions of one step run at once
+	// across the fleet (PARTITIONS_AT_ONCE): about the cores of Postgres.
+	// Default 4.
+	PartitionsAtOnce int
 	// MetricsAddr is where a worker serves /metrics; empty disables it. Default "".
 	MetricsAddr string
 	// LogLevel is debug, info, warn or error. Default info.
@@ -357,6 +364,22 @@ func loadWorkers(c *Config, get func(string) string, need Need) error {
 			return &Error{"PARTITIONS", "want auto or a whole number from 1 to 1024"}
 		}
 		c.Partitions = n
+	}
+	c.PartitionsAtOnce = 4
+	if v := get("PARTITIONS_AT_ONCE"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1024 {
+			return &Error{"PARTITIONS_AT_ONCE", "want a whole number from 1 to 1024"}
+		}
+		c.PartitionsAtOnce = n
+	}
+	c.PartitionMinRows = 5000
+	if v := get("PARTITION_MIN_ROWS"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 || n > 100_000_000 {
+			return &Error{"PARTITION_MIN_ROWS", "want a whole number from 1 to 100000000"}
+		}
+		c.PartitionMinRows = n
 	}
 	return nil
 }

@@ -177,7 +177,7 @@ func exportPartitions(ctx context.Context, d Deps, sc *batch.StepContext, e *mod
 	_, named := sc.Params[batch.ParamPartitions]
 	n := d.Partitions
 	if named || n < 1 {
-		n = sc.Partitions(ctx)
+		n = sc.Partitions(ctx, -1)
 	}
 	if !named && e.TotalRows != nil {
 		n = min(n, max(1, int((*e.TotalRows+exportRowsPerPartition-1)/exportRowsPerPartition)))

@@ -27,6 +27,14 @@ type usage struct {
 // below zero: the CHECK refuses the chunk's write, the engine retries it
 // booking by booking, and the booking that would overdraw is skipped with
 // ErrNoUsesLeft as its reason.
+//
+// The step is partitioned by what its writer locks, the pass: bookings
+// are read by (pass_id, id) and a chunk holds whole passes (a grouped
+// reader), so two chunks, in one partition or two, never update the same
+// pass and never wait on each other's row locks. (Read by booking id, each
+// chunk of 1,000 bookings locked ~1,000 passes that other partitions'
+// chunks also locked: locking them in order first cost as much as the
+// write itself, bench/results.md.)
 func UsePassesJob(d Deps) *batch.Job {
 	filter := func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery {
 		return q.Where("status = 'COMPLETED' AND used_pass = false AND ended_at <= ?", runAt(sc))
@@ -38,24 +46,18 @@ func UsePassesJob(d Deps) *batch.Job {
 		Parameters:  []batch.ParamSpec{},
 		Flow: []batch.Node{batch.NewChunk("deduct", batch.ChunkStep[usage, usage]{
 			Reader: batch.KeysetReader[usage]{
-				Column: "id",
+				Column: "pass_id", Then: "id", Group: true,
 				Query: func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery {
 					return filter(q.TableExpr("booking").Column("id", "pass_id"), sc)
 				},
-				KeyOf: func(u usage) int64 { return u.ID },
+				KeyOf: func(u usage) int64 { return u.PassID },
+				IDOf:  func(u usage) int64 { return u.ID },
 			},
-			// The processor only checks the item; it runs concurrently to show
-			// the engine's order-preserving AsyncItemProcessor.
-			Processor: func(ctx context.Context, sc *batch.StepContext, u usage) (usage, error) {
-				if u.PassID <= 0 {
-					return u, batch.Skippable(fmt.Errorf("booking %d has no pass", u.ID))
-				}
-				return u, nil
-			},
-			Concurrency: 4,
 			ChunkSize:   1000,
-			Partitioner: batch.KeyRangePartitioner("booking", "id", d.Partitions, filter),
+			Partitioner: batch.KeyRangePartitioner("booking", "pass_id", d.Partitions, filter),
 			Writer:      deductUses,
+			// A chunk whose write would overdraw a pass is retried booking
+			// by booking (Skippable), and the overdrawing booking skipped.
 			Skip: batch.SkipPolicy{Limit: 1000, Skippable: func(err error) bool {
 				var se *batch.SkippableError
 				return errors.Is(err, ErrNoUsesLeft) || errors.As(err, &se)
@@ -64,17 +66,14 @@ func UsePassesJob(d Deps) *batch.Job {
 	}
 }
 
+// deductUses takes one use per booking from its pass and marks the
+// bookings used, in one statement. The chunk holds every booking it reads
+// of its passes and no other chunk touches them (see UsePassesJob), so no
+// lock ordering is needed.
 func deductUses(ctx context.Context, tx bun.Tx, sc *batch.StepContext, items []usage) error {
 	bookings := make([]int64, len(items))
 	for i, u := range items {
 		bookings[i] = u.ID
-	}
-	arr := pgdialect.Array(bookings)
-	// Lock the passes in id order first: partitions touching the same passes
-	// then queue instead of deadlocking.
-	if _, err := exec(ctx, tx, "lock passes", `SELECT 1 FROM pass WHERE id IN (SELECT pass_id FROM booking WHERE id = ANY(?))
-		ORDER BY id FOR UPDATE`, arr); err != nil {
-		return err
 	}
 	_, err := exec(ctx, tx, "deduct uses", `WITH b AS (
 			SELECT id, pass_id FROM booking WHERE id = ANY(?) AND status = 'COMPLETED' AND NOT used_pass
@@ -86,7 +85,7 @@ func deductUses(ctx context.Context, tx bun.Tx, sc *batch.StepContext, items []u
 			RETURNING pass.id
 		)
 		UPDATE booking SET used_pass = true, modified_at = now()
-		FROM b WHERE booking.id = b.id`, arr)
+		FROM b WHERE booking.id = b.id`, pgdialect.Array(bookings))
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23514" {
 		if len(items) == 1 {

@@ -55,12 +55,13 @@ type Options struct {
 	// Progress receives progress lines. Default os.Stderr.
 	Progress io.Writer
 	// Only, when not empty, names the scenarios to run (use-passes,
-	// expire-passes, export, notify-before-class, api); empty runs all.
+	// expire-passes, export, notify-before-class, fixed-cost, api); empty
+	// runs all.
 	Only []string
 }
 
 // Scenarios are the names Options.Only takes.
-var Scenarios = []string{"use-passes", "expire-passes", "export", "notify-before-class", "api"}
+var Scenarios = []string{"use-passes", "expire-passes", "export", "notify-before-class", "fixed-cost", "api"}
 
 // runs reports whether the scenario named name is to run.
 func (o Options) runs(name string) bool { return len(o.Only) == 0 || slices.Contains(o.Only, name) }
@@ -87,6 +88,8 @@ type Report struct {
 	// API is the api under the page load; Profiles the top statements per
 	// job run (pg_stat_statements), when the extension is loaded.
 	API      *APIResult             `json:"api"`
+	// FixedCost is a small job's launch → end with an idle fleet.
+	FixedCost *FixedCost `json:"fixed_cost"`
 	Profiles map[string][]Statement `json:"profiles"`
 	Settings Options                `json:"-"`
 }
@@ -165,6 +168,13 @@ func (r *runner) runScenarios(ctx context.Context, rep *Report) error {
 			return fmt.Errorf("notify-before-class: %w", err)
 		}
 		rep.Results = append(rep.Results, res)
+	}
+	if o.runs("fixed-cost") {
+		r.log("fixed cost: use-passes over 100 bookings, one partition, an idle worker, 10 times")
+		var err error
+		if rep.FixedCost, err = r.fixedCost(ctx, 10); err != nil {
+			return fmt.Errorf("fixed cost: %w", err)
+		}
 	}
 	if o.APIBin != "" && o.runs("api") {
 		r.log("api: GET /api/me/passes from 200 users at once")
@@ -353,6 +363,8 @@ type scenario struct {
 	// items lists the ids the job works on, for the naive design.
 	items     string
 	naiveTask string
+	// chunks cuts the work as the job does, for the chunked-SQL limit.
+	chunks chunkPlan
 }
 
 func usePasses() scenario {
@@ -364,6 +376,7 @@ func usePasses() scenario {
 			UPDATE booking SET used_pass = true FROM b WHERE booking.id = b.id`},
 		items:     "SELECT id FROM booking WHERE status = 'COMPLETED' AND NOT used_pass AND ended_at <= ? ORDER BY id",
 		naiveTask: TaskNaiveUse,
+		chunks:    useChunks,
 	}
 }
 
@@ -376,6 +389,7 @@ func expirePasses() scenario {
 		},
 		items:     "SELECT id FROM pass WHERE (status = 'PROGRESSED' AND (ended_at <= ? OR remaining_count = 0)) OR (status = 'READY' AND started_at <= ?) ORDER BY id",
 		naiveTask: TaskNaiveExpire,
+		chunks:    expireChunks,
 	}
 }
 
@@ -412,6 +426,22 @@ func (r *runner) scenario(ctx context.Context, sc scenario) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// (b') the same chunks in plain SQL, a session per core.
+	if err := r.reset(ctx); err != nil {
+		return nil, err
+	}
+	r.resetStatements(ctx)
+	chunked, err := r.chunkedSQL(ctx, sc)
+	if err != nil {
+		return nil, fmt.Errorf("chunked SQL: %w", err)
+	}
+	r.topStatements(ctx, sc.name+", chunked SQL")
+	got, err := r.fingerprint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	chunked.StateOK = got == want
+	out = append(out, chunked)
 	// (a) the engine with worker processes.
 	for _, w := range r.o.Workers {
 		if err := r.reset(ctx); err != nil {
@@ -540,6 +570,9 @@ func (r *runner) job(ctx context.Context, name string, workers int, extra batch.
 	peak := stop()
 	if err != nil {
 		return Result{}, err
+	}
+	if d.EndTime != nil { // create → end as the repository recorded it, not this loop's polling
+		took = d.EndTime.Sub(d.CreateTime)
 	}
 	if d.Status != batch.StatusCompleted {
 		return Result{}, fmt.Errorf("execution %d ended %s: %s", d.JobExecutionID, d.Status, d.ExitMessage)

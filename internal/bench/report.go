@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 )
 
 // WriteMarkdown writes the report as the README's performance tables.
@@ -21,12 +22,15 @@ func WriteMarkdown(w io.Writer, rep *Report, command string) error {
 			rep.Seed.Users, rep.Seed.Passes, rep.Seed.Bookings, (rep.Seed.UsersTook + rep.Seed.PassesTook + rep.Seed.BookingsTook).Round(1e8))
 	}
 	base := map[string]float64{}
+	chunked := map[string]float64{}
 	naive := map[string]float64{}
 	one := map[string]float64{}
 	for _, r := range rep.Results {
 		switch r.Variant {
 		case "set-based SQL":
 			base[r.Scenario] = r.ItemsPerSec
+		case "chunked SQL":
+			chunked[r.Scenario] = r.ItemsPerSec
 		case "one task per item":
 			naive[fmt.Sprintf("%s/%d", r.Scenario, r.Workers)] = r.ItemsPerSec
 		case "passbatch job":
@@ -35,11 +39,14 @@ func WriteMarkdown(w io.Writer, rep *Report, command string) error {
 			}
 		}
 	}
-	fmt.Fprintf(&b, "\n## Results\n\n| job | variant | workers | items | seconds | items/s | × set-based | × one-task-per-item | scaling | worker peak RSS MB | end state |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "\n## Results\n\n| job | variant | workers | items | seconds | items/s | × set-based | × chunked SQL | × one-task-per-item | scaling | worker peak RSS MB | end state |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rep.Results {
-		xb, xn, sc := "", "", ""
+		xb, xc, xn, sc := "", "", "", ""
 		if v := base[r.Scenario]; v > 0 && r.Variant != "set-based SQL" {
 			xb = fmt.Sprintf("%.2f", r.ItemsPerSec/v)
+		}
+		if v := chunked[r.Scenario]; v > 0 && r.Variant == "passbatch job" {
+			xc = fmt.Sprintf("%.2f", r.ItemsPerSec/v)
 		}
 		if v := naive[fmt.Sprintf("%s/%d", r.Scenario, r.Workers)]; v > 0 && r.Variant == "passbatch job" {
 			xn = fmt.Sprintf("%.1f", r.ItemsPerSec/v)
@@ -62,7 +69,15 @@ func WriteMarkdown(w io.Writer, rep *Report, command string) error {
 		if r.Note != "" {
 			variant += " (" + r.Note + ")"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %d | %.2f | %.0f | %s | %s | %s | %s | %s |\n", r.Scenario, variant, w, r.Items, r.Seconds, r.ItemsPerSec, xb, xn, sc, rss, state)
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %.2f | %.0f | %s | %s | %s | %s | %s | %s |\n", r.Scenario, variant, w, r.Items, r.Seconds, r.ItemsPerSec, xb, xc, xn, sc, rss, state)
+	}
+	if fc := rep.FixedCost; fc != nil && len(fc.Each) > 0 {
+		var each []string
+		for _, d := range fc.Each {
+			each = append(each, fmt.Sprint(d.Round(time.Millisecond)))
+		}
+		fmt.Fprintf(&b, "\n## A small job's fixed cost\n\nuse-passes over %d bookings (one partition), one idle worker process, launch → COMPLETED from the job repository's times, %d runs: p50 %s, max %s (%s).\n",
+			fc.Rows, len(fc.Each), fc.P50.Round(time.Millisecond), fc.Max.Round(time.Millisecond), strings.Join(each, ", "))
 	}
 	if a := rep.API; a != nil {
 		fmt.Fprintf(&b, "\n## The api under load\n\nGET /api/me/passes, %d logged-in users at once, %d requests: p50 %.1f ms, p99 %.1f ms, %.0f requests/s; api peak RSS %.0f MB.\n",

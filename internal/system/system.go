@@ -111,11 +111,11 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, appName stri
 	if cfg.Partitions == 0 {
 		sizer = batch.FixedPartitions(batch.MinPartitions)
 		if s.Inspector != nil {
-			sizer = batch.AutoPartitions(s.Inspector, log)
+			sizer = batch.AutoPartitions(s.Inspector, cfg.PartitionMinRows, log)
 		}
 	}
 	s.Engine = batch.New(db, s.Client, s.Registry, batch.Options{Logger: log, Metrics: batch.NewMetrics(s.Metrics),
-		MaxRetry: cfg.Fleet.TaskMaxRetry, Partitions: sizer})
+		MaxRetry: cfg.Fleet.TaskMaxRetry, Partitions: sizer, PartitionsAtOnce: cfg.PartitionsAtOnce})
 	return s, nil
 }
 
