@@ -182,7 +182,8 @@ func (e *Engine) enqueuePartition(ctx context.Context, seID int64, gen int) erro
 
 // enqueueStepDone queues the aggregation of partitioned step seID.
 func (e *Engine) enqueueStepDone(ctx context.Context, seID int64, jeGen int) error {
-	return e.enqueue(ctx, TaskStepDone, stepExecPayload{StepExecutionID: seID}, stepDoneTaskID(seID, jeGen), QueueControl, time.Minute)
+	// TaskTimeout: the aggregation may start the next step (advanceFlow).
+	return e.enqueue(ctx, TaskStepDone, stepExecPayload{StepExecutionID: seID}, stepDoneTaskID(seID, jeGen), QueueControl, e.opts.TaskTimeout)
 }
 
 // decode reads a task's payload. A malformed payload names no execution

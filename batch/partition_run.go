@@ -30,6 +30,7 @@ type partitionRun struct {
 	from      int64 // the next chunk's first key
 	skips     int64 // items skipped so far (for the skip limit)
 	rollbacks int64 // rolled-back attempts not yet counted
+	ended     bool  // this delivery ended the partition
 }
 
 // handlePartition runs one partition task.
@@ -42,8 +43,15 @@ func (e *Engine) handlePartition(ctx context.Context, t *asynq.Task) error {
 	if err != nil || r == nil {
 		return err
 	}
-	defer hold(ctx, r.se.StepExecutionID)()
-	return r.run(ctx)
+	release := hold(ctx, r.se.StepExecutionID)
+	err = r.run(ctx)
+	release()
+	if err != nil || !r.ended {
+		return err
+	}
+	// The last partition to end aggregates its step right away (the
+	// batch:step-done task it enqueued then finds it done): one hop less.
+	return e.stepDoneIfDue(ctx, *r.se.ParentStepExecutionID)
 }
 
 // claimPartition loads and claims the partition of p; nil when there is
@@ -220,6 +228,7 @@ func (r *partitionRun) commitFast(ctx context.Context, c *chunk, mayRetry bool) 
 			return err
 		}
 		if c.exhausted {
+			r.ended = true
 			return r.e.partitionDone(ctx, tx, r.se, r.env.je.Generation)
 		}
 		return nil
@@ -303,6 +312,7 @@ func (r *partitionRun) record(ctx context.Context, tx bun.Tx, c *chunk) error {
 		}
 	}
 	if c.exhausted {
+		r.ended = true
 		return r.e.finishPartition(ctx, tx, r.se, r.env.je.Generation, StatusCompleted, "", 0)
 	}
 	return nil
@@ -336,6 +346,7 @@ func (r *partitionRun) end(ctx context.Context, status Status, msg string) error
 		if _, err := fence(ctx, tx, r.se.StepExecutionID, r.version); err != nil {
 			return err
 		}
+		r.ended = true
 		return r.e.finishPartition(ctx, tx, r.se, r.env.je.Generation, status, msg, r.rollbacks)
 	})
 	if errors.Is(err, errFenced) {

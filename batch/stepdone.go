@@ -19,6 +19,20 @@ func (e *Engine) handleStepDone(ctx context.Context, t *asynq.Task) error {
 	return e.stepDone(ctx, p.StepExecutionID)
 }
 
+// stepDoneIfDue runs stepDone when every partition of step seID has
+// ended and the step still runs.
+func (e *Engine) stepDoneIfDue(ctx context.Context, seID int64) error {
+	var due bool
+	if err := e.db.NewRaw(`SELECT status IN (?, ?) AND partitions_total IS NOT NULL AND partitions_done >= partitions_total
+		FROM batch_step_execution WHERE step_execution_id = ?`, StatusStarting, StatusStarted, seID).Scan(ctx, &due); err != nil {
+		return fmt.Errorf("is step %d due: %w", seID, err)
+	}
+	if !due {
+		return nil
+	}
+	return e.stepDone(ctx, seID)
+}
+
 // stepDone aggregates partitioned step seID once all its partitions have
 // finished (a repeat finds it aggregated), then advances the flow. The
 // batch:step-done task runs it, and so does a worker that has just run a
@@ -59,7 +73,8 @@ func (e *Engine) stepDone(ctx context.Context, seID int64) error {
 			"read", se.ReadCount, "write", se.WriteCount, "filter", se.FilterCount,
 			"skip", se.ReadSkipCount+se.ProcessSkipCount+se.WriteSkipCount)
 	}
-	return e.advance(ctx, se.JobExecutionID)
+	// The next step, when it is a chunk step alone, splits right here.
+	return e.advanceFlow(ctx, se.JobExecutionID, true)
 }
 
 // aggregate sums a partitioned step's partitions into it and ends it:

@@ -40,7 +40,9 @@ type WorkerOptions struct {
 	// infrastructure fault. Default RetryDelay.
 	RetryDelay asynq.RetryDelayFunc
 	// TaskCheckInterval is how often an idle worker looks for tasks.
-	// Default 50ms: flows move by short control tasks.
+	// Default 20ms: a flow moves by short control tasks, and each hop
+	// waits about half of it (a small job's fixed cost, bench/results.md);
+	// an idle worker then asks Redis 50 times a second.
 	TaskCheckInterval time.Duration
 	// Logger receives the worker's and asynq's logs (asynq's from warn
 	// up). Default the engine's.
@@ -89,7 +91,7 @@ func (e *Engine) NewWorker(redis asynq.RedisConnOpt, o WorkerOptions) *Worker {
 		o.ID = NewWorkerID()
 	}
 	if o.TaskCheckInterval <= 0 {
-		o.TaskCheckInterval = 50 * time.Millisecond
+		o.TaskCheckInterval = 20 * time.Millisecond
 	}
 	if o.Logger == nil {
 		o.Logger = e.log
