@@ -7,9 +7,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun"
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/batch/internal/testjob"
@@ -98,5 +103,57 @@ func BenchmarkEngine(b *testing.B) {
 				b.ReportMetric(float64(peak)/1024, "worker-peak-MB")
 			}
 		})
+	}
+}
+
+// BenchmarkSmallJob measures a small job's fixed cost: launch → COMPLETED
+// (the repository's times) of a one-partition job over 100 rows with an
+// idle in-process worker, and counts the statements it took. Run it with:
+//
+//	go test -run '^$' -bench SmallJob -benchtime 20x ./batch/
+func BenchmarkSmallJob(b *testing.B) {
+	bb := setup(b, 100, testjob.IncJob("small", testjob.Options{Partitions: 1, ChunkSize: 500}))
+	counter := &statementCounter{}
+	bb.db.AddQueryHook(counter)
+	opt, _ := asynq.ParseRedisURI(bb.redis.URL)
+	w := bb.engine.NewWorker(opt, batch.WorkerOptions{Concurrency: 4, Logger: quietLogger()})
+	if err := w.Start(context.Background(), nil); err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop(context.Background())
+	time.Sleep(500 * time.Millisecond)
+	ctx := context.Background()
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		if _, err := bb.db.ExecContext(ctx, "UPDATE t SET n = 0"); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // idle
+		counter.n.Store(0)
+		je, err := bb.engine.Launch(ctx, "small", batch.Params{"run": {Value: strconv.Itoa(i), Identifying: true}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var end *time.Time
+		var create time.Time
+		for end == nil {
+			time.Sleep(5 * time.Millisecond)
+			if err := bb.db.NewRaw("SELECT create_time, end_time FROM batch_job_execution WHERE job_execution_id = ?", je.JobExecutionID).Scan(ctx, &create, &end); err != nil {
+				b.Fatal(err)
+			}
+		}
+		total += end.Sub(create)
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/job")
+	b.ReportMetric(float64(counter.n.Load()), "statements/job")
+}
+
+// statementCounter counts the statements run through a bun.DB.
+type statementCounter struct{ n atomic.Int64 }
+
+func (c *statementCounter) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+func (c *statementCounter) AfterQuery(_ context.Context, e *bun.QueryEvent) {
+	if !strings.HasPrefix(e.Query, "SELECT create_time, end_time") {
+		c.n.Add(1)
 	}
 }

@@ -55,6 +55,10 @@ type Options struct {
 	// count to the engine (see StepContext.Partitions). Default
 	// FixedPartitions(MinPartitions); AutoPartitions follows the fleet.
 	Partitions Sizer
+	// FixedSize says Partitions is a fixed count (PARTITIONS=N), which the
+	// engine uses as given; an automatic one is capped at PartitionsPerSlot
+	// partitions per partition at once. Default false.
+	FixedSize bool
 	// PartitionsAtOnce is how many partitions of one step run at once,
 	// fleet-wide, unless the step says (ChunkStep.AtOnce): what Postgres
 	// can serve, not the worker slots. Default DefaultPartitionsAtOnce.

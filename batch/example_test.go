@@ -175,3 +175,56 @@ func Example_conditionalFlow() {
 	// load -[FAILED]-> recover
 	// route -[recovered]-> notify
 }
+
+// A chunk step partitioned by what its writer locks: line items are read
+// by their order (a key that repeats), so a chunk holds whole orders and
+// each order belongs to one partition; the writer adds each chunk's items
+// to their orders' totals with one statement over the chunk's order
+// range, and no two chunks ever lock the same order row. Four partitions
+// run at once, whatever the fleet's size.
+func Example_partitionByWhatTheWriterLocks() {
+	type line struct {
+		ID      int64 `bun:"id"`
+		OrderID int64 `bun:"order_id"`
+	}
+	eligible := func(q *bun.SelectQuery, _ *batch.StepContext) *bun.SelectQuery { return q.Where("NOT counted") }
+	step := batch.NewChunk("total", batch.ChunkStep[line, line]{
+		Reader: batch.KeysetReader[line]{
+			Column: "order_id", Then: "id", Group: true, // a chunk never splits an order
+			Query: func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery {
+				return eligible(q.TableExpr("line").Column("id", "order_id"), sc)
+			},
+			KeyOf: func(l line) int64 { return l.OrderID },
+			IDOf:  func(l line) int64 { return l.ID }, // names a skipped line
+		},
+		Partitioner: batch.KeyRangePartitioner("line", "order_id", 8, eligible),
+		AtOnce:      4,
+		ChunkSize:   100,
+		Writer: func(ctx context.Context, tx bun.Tx, sc *batch.StepContext, items []line) error {
+			// Given the whole chunk, work on its key range with the reader's filter.
+			_, err := tx.ExecContext(ctx, `WITH l AS (UPDATE line SET counted = true
+					WHERE order_id BETWEEN ? AND ? AND NOT counted RETURNING order_id)
+				UPDATE orders SET total = total + n FROM (SELECT order_id, count(*) AS n FROM l GROUP BY order_id) c
+				WHERE orders.id = c.order_id`, sc.ChunkStart, sc.ChunkEnd)
+			return err
+		},
+	})
+	eng, db, done := exampleEngine(&batch.Job{Name: "totals", Flow: []batch.Node{step}})
+	defer done()
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, `CREATE TABLE orders (id bigint PRIMARY KEY, total int NOT NULL DEFAULT 0);
+		CREATE TABLE line (id bigserial PRIMARY KEY, order_id bigint NOT NULL REFERENCES orders, counted bool NOT NULL DEFAULT false);
+		INSERT INTO orders (id) SELECT generate_series(1, 300);
+		INSERT INTO line (order_id) SELECT o FROM generate_series(1, 300) o, generate_series(1, 1 + o % 5)`); err != nil {
+		panic(err)
+	}
+	je, err := eng.Launch(ctx, "totals", nil)
+	if err != nil {
+		panic(err)
+	}
+	d := waitFor(eng, je.JobExecutionID)
+	var lines, total int
+	_ = db.NewRaw("SELECT (SELECT count(*) FROM line), (SELECT sum(total) FROM orders)").Scan(ctx, &lines, &total)
+	fmt.Println(d.Status, d.WriteCount == int64(lines), total == lines)
+	// Output: COMPLETED true true
+}

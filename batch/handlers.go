@@ -61,11 +61,13 @@ func (e *Engine) handleJob(ctx context.Context, t *asynq.Task) error {
 
 // stepEnv is what a step's handlers load about their execution.
 type stepEnv struct {
-	je     *JobExecution
-	job    *Job
-	step   *Step
-	params Params
-	sizer  Sizer
+	je        *JobExecution
+	job       *Job
+	step      *Step
+	params    Params
+	sizer     Sizer
+	fixedSize bool
+	atOnce    int
 }
 
 // loadStepEnv loads a step's execution, job and parameters. An execution
@@ -88,13 +90,14 @@ func (e *Engine) loadStepEnv(ctx context.Context, db bun.IDB, jeID int64, stepNa
 	if err != nil {
 		return nil, err
 	}
-	return &stepEnv{je: je, job: job, step: step, params: params, sizer: e.opts.Partitions}, nil
+	return &stepEnv{je: je, job: job, step: step, params: params, sizer: e.opts.Partitions, fixedSize: e.opts.FixedSize, atOnce: e.atOnce(step)}, nil
 }
 
 func (env *stepEnv) stepContext(se *StepExecution, m map[string]any) *StepContext {
 	sc := &StepContext{
 		Params: env.params, JobExecutionID: env.je.JobExecutionID, StepExecutionID: se.StepExecutionID,
 		JobName: env.job.Name, StepName: env.step.name, Range: FullRange, Context: m, sizer: env.sizer,
+		fixed: env.fixedSize, atOnce: env.atOnce,
 	}
 	if se.RangeStart != nil && se.RangeEnd != nil {
 		sc.Range = Range{Start: *se.RangeStart, End: *se.RangeEnd}

@@ -80,6 +80,13 @@ type StepContext struct {
 	// the partition's start, or one past its last committed key. A chunk
 	// redone after a failure starts at the same key.
 	ChunkStart int64
+	// ChunkEnd is the last key the current chunk read, and ChunkItems how
+	// many items it has to write. A writer given all ChunkItems items may
+	// work on the key range [ChunkStart, ChunkEnd] with its reader's filter,
+	// one set-based statement over a range instead of a list of ids; given
+	// fewer (the engine isolating a bad item), it must write those alone.
+	ChunkEnd   int64
+	ChunkItems int
 	// Context is the step execution context, saved with each transaction.
 	// Chunk steps keep their checkpoint under the key "batch.last_key".
 	Context map[string]any
@@ -90,7 +97,9 @@ type StepContext struct {
 	// step's exit status (default COMPLETED); transitions route by it.
 	ExitStatus string
 
-	sizer Sizer // the engine's partition count; see Partitions
+	sizer  Sizer // the engine's partition count; see Partitions
+	fixed  bool  // the sizer is a fixed count (PARTITIONS=N): no cap
+	atOnce int   // the step's partitions at once (caps an automatic count)
 }
 
 // Counts are item counters a tasklet reports for one call.

@@ -181,6 +181,7 @@ func (r *partitionRun) fault(ctx context.Context, err error) error {
 // (commitSlow). A write the RetryPolicy retries rolls the transaction
 // back and is tried again after the backoff, outside the transaction.
 func (r *partitionRun) commitChunk(ctx context.Context, c *chunk) error {
+	r.sc.ChunkEnd, r.sc.ChunkItems = c.lastKey, int(c.toWrite)
 	policy := r.env.step.chunk.retryPolicy()
 	slow := len(c.skips) > 0
 	for attempt := 0; ; attempt++ {

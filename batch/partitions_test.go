@@ -77,7 +77,8 @@ func TestAutoPartitions(t *testing.T) {
 	if n := batch.AutoPartitions(insp, 1000, quietLogger())(ctx, 0); n != 1 {
 		t.Fatalf("no rows: %d partitions, want 1", n)
 	}
-	eng := batch.New(b.db.DB, b.client, b.engine.Registry(), batch.Options{Logger: quietLogger(), Partitions: batch.AutoPartitions(insp, 20, quietLogger())})
+	eng := batch.New(b.db.DB, b.client, b.engine.Registry(), batch.Options{Logger: quietLogger(), Partitions: batch.AutoPartitions(insp, 20, quietLogger()),
+		PartitionsAtOnce: 100})
 	var stops []func()
 	defer func() {
 		for _, s := range stops {
@@ -101,6 +102,29 @@ func TestAutoPartitions(t *testing.T) {
 	requireAllOnce(t, b.db, rows)
 	if n := partitionCount(t, b, je.JobExecutionID); n != want {
 		t.Fatalf("workers with 3 + 10 slots: %d partitions, want %d", n, want)
+	}
+	// Two partitions at once: no more than 4 per partition running.
+	capped := batch.New(b.db.DB, b.client, b.engine.Registry(), batch.Options{Logger: quietLogger(), Partitions: batch.AutoPartitions(insp, 20, quietLogger()),
+		PartitionsAtOnce: 2})
+	if _, err := b.db.ExecContext(ctx, "UPDATE t SET n = 0"); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stops {
+		s()
+	}
+	stops = nil
+	cw := capped.NewWorker(opt, batch.WorkerOptions{Concurrency: 13, Logger: quietLogger(), ShutdownTimeout: 5 * time.Second})
+	if err := cw.Start(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	stops = append(stops, func() { cw.Stop(context.Background()) })
+	je, err = capped.Launch(ctx, "inc", batch.Params{"run": {Value: "2", Identifying: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireStatus(t, b.wait(t, je.JobExecutionID, time.Minute), batch.StatusCompleted)
+	if n := partitionCount(t, b, je.JobExecutionID); n != 2*batch.PartitionsPerSlot {
+		t.Fatalf("2 partitions at once: %d partitions, want %d", n, 2*batch.PartitionsPerSlot)
 	}
 	big := eng.NewWorker(opt, batch.WorkerOptions{Concurrency: 100, Logger: quietLogger(), ShutdownTimeout: 5 * time.Second})
 	if err := big.Start(ctx, nil); err != nil {

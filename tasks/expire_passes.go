@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/passbatch/passbatch/batch"
 )
@@ -17,7 +16,9 @@ import (
 //  2. start (partitioned): READY passes with started_at <= run.at become
 //     PROGRESSED.
 //
-// A pass's life is READY → PROGRESSED → EXPIRED.
+// A pass's life is READY → PROGRESSED → EXPIRED. Each chunk's write is one
+// statement over the chunk's id range with the reader's filter (an index
+// range, not 5,000 lookups of an id list; see chunkWhere).
 func ExpirePassesJob(d Deps) *batch.Job {
 	expiring := func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery {
 		return q.Where("status = 'PROGRESSED' AND (ended_at <= ? OR remaining_count = 0)", runAt(sc))
@@ -34,20 +35,23 @@ func ExpirePassesJob(d Deps) *batch.Job {
 			batch.NewChunk("expire", batch.ChunkStep[idItem, idItem]{
 				Reader:      passReader(expiring),
 				Partitioner: batch.KeyRangePartitioner("pass", "id", d.Partitions, expiring),
-				ChunkSize:   1000,
+				ChunkSize:   5000,
 				Writer: func(ctx context.Context, tx bun.Tx, sc *batch.StepContext, items []idItem) error {
+					where, args := chunkWhere(sc, "id", ids(items))
 					_, err := exec(ctx, tx, "expire passes", `UPDATE pass SET status = 'EXPIRED', expired_at = ?, modified_at = now()
-						WHERE id = ANY(?) AND status = 'PROGRESSED'`, runAt(sc), pgdialect.Array(ids(items)))
+						WHERE `+where+` AND status = 'PROGRESSED' AND (ended_at <= ? OR remaining_count = 0)`,
+						append(append([]any{runAt(sc)}, args...), runAt(sc))...)
 					return err
 				},
 			}),
 			batch.NewChunk("start", batch.ChunkStep[idItem, idItem]{
 				Reader:      passReader(starting),
 				Partitioner: batch.KeyRangePartitioner("pass", "id", d.Partitions, starting),
-				ChunkSize:   1000,
+				ChunkSize:   5000,
 				Writer: func(ctx context.Context, tx bun.Tx, sc *batch.StepContext, items []idItem) error {
+					where, args := chunkWhere(sc, "id", ids(items))
 					_, err := exec(ctx, tx, "start passes", `UPDATE pass SET status = 'PROGRESSED', modified_at = now()
-						WHERE id = ANY(?) AND status = 'READY'`, pgdialect.Array(ids(items)))
+						WHERE `+where+` AND status = 'READY' AND started_at <= ?`, append(args, runAt(sc))...)
 					return err
 				},
 			}),

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/notify"
@@ -101,4 +102,15 @@ func exec(ctx context.Context, db bun.IDB, what, query string, args ...any) (int
 	}
 	n, _ := res.RowsAffected()
 	return n, nil
+}
+
+// chunkWhere is a writer's condition on its items: the chunk's key range
+// on col (the reader's key) when it is given the whole chunk, so one
+// statement reads an index range (the writer repeats its reader's filter),
+// or the items' ids when the engine isolates some of them.
+func chunkWhere(sc *batch.StepContext, col string, ids []int64) (string, []any) {
+	if len(ids) == sc.ChunkItems && sc.ChunkItems > 0 {
+		return col + " BETWEEN ? AND ?", []any{sc.ChunkStart, sc.ChunkEnd}
+	}
+	return "id = ANY(?)", []any{pgdialect.Array(ids)}
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/passbatch/passbatch/batch"
 )
@@ -67,7 +66,8 @@ func UsePassesJob(d Deps) *batch.Job {
 }
 
 // deductUses takes one use per booking from its pass and marks the
-// bookings used, in one statement. The chunk holds every booking it reads
+// bookings used, in one statement over the chunk's pass range (or, when
+// the engine isolates a booking, over the bookings given). The chunk holds every booking it reads
 // of its passes and no other chunk touches them (see UsePassesJob), so no
 // lock ordering is needed.
 func deductUses(ctx context.Context, tx bun.Tx, sc *batch.StepContext, items []usage) error {
@@ -75,8 +75,9 @@ func deductUses(ctx context.Context, tx bun.Tx, sc *batch.StepContext, items []u
 	for i, u := range items {
 		bookings[i] = u.ID
 	}
+	where, args := chunkWhere(sc, "pass_id", bookings)
 	_, err := exec(ctx, tx, "deduct uses", `WITH b AS (
-			SELECT id, pass_id FROM booking WHERE id = ANY(?) AND status = 'COMPLETED' AND NOT used_pass
+			SELECT id, pass_id FROM booking WHERE `+where+` AND status = 'COMPLETED' AND NOT used_pass AND ended_at <= ?
 		), d AS (
 			SELECT pass_id, count(*) AS n FROM b GROUP BY pass_id
 		), p AS (
@@ -85,7 +86,7 @@ func deductUses(ctx context.Context, tx bun.Tx, sc *batch.StepContext, items []u
 			RETURNING pass.id
 		)
 		UPDATE booking SET used_pass = true, modified_at = now()
-		FROM b WHERE booking.id = b.id`, pgdialect.Array(bookings))
+		FROM b WHERE booking.id = b.id`, append(args, runAt(sc))...)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23514" {
 		if len(items) == 1 {

@@ -134,8 +134,10 @@ func (r *runner) fixedCost(ctx context.Context, runs int) (*FixedCost, error) {
 		SELECT id FROM k ORDER BY id`, r.runAt, runs*rows).Scan(ctx, &ids); err != nil {
 		return nil, err
 	}
-	if _, err := r.db.ExecContext(ctx, `UPDATE booking SET used_pass = true WHERE status = 'COMPLETED' AND NOT used_pass`); err != nil {
-		return nil, err
+	for _, q := range []string{`UPDATE booking SET used_pass = true WHERE status = 'COMPLETED' AND NOT used_pass`, "VACUUM ANALYZE booking"} {
+		if _, err := r.db.ExecContext(ctx, q); err != nil { // vacuumed: the index of bookings to deduct holds only live ones
+			return nil, err
+		}
 	}
 	stop, err := r.startWorkers(1, r.o.WorkerBin)
 	if err != nil {

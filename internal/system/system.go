@@ -115,7 +115,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, appName stri
 		}
 	}
 	s.Engine = batch.New(db, s.Client, s.Registry, batch.Options{Logger: log, Metrics: batch.NewMetrics(s.Metrics),
-		MaxRetry: cfg.Fleet.TaskMaxRetry, Partitions: sizer, PartitionsAtOnce: cfg.PartitionsAtOnce})
+		MaxRetry: cfg.Fleet.TaskMaxRetry, Partitions: sizer, FixedSize: cfg.Partitions > 0, PartitionsAtOnce: cfg.PartitionsAtOnce})
 	return s, nil
 }
 
