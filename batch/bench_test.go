@@ -151,7 +151,9 @@ func BenchmarkSmallJob(b *testing.B) {
 // statementCounter counts the statements run through a bun.DB.
 type statementCounter struct{ n atomic.Int64 }
 
-func (c *statementCounter) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+func (c *statementCounter) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context {
+	return ctx
+}
 func (c *statementCounter) AfterQuery(_ context.Context, e *bun.QueryEvent) {
 	if !strings.HasPrefix(e.Query, "SELECT create_time, end_time") {
 		c.n.Add(1)

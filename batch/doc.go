@@ -37,7 +37,12 @@
 // bumping the version) and every chunk then commits its domain writes, the
 // reader checkpoint (step execution context), the counters and a
 // version-fenced update of its step execution in ONE short Postgres
-// transaction. The chunk is read, processed and emitted before that
+// transaction. On the common path that transaction holds one repository
+// statement (fence, counters, checkpoint and, after the last chunk, the
+// partition's end) beside the writer's; a chunk whose write fails with a
+// skippable error is rolled back and written again item by item under
+// savepoints, to isolate the bad ones. The chunk is read, processed and
+// emitted before that
 // transaction, outside any: a transaction holds no network call and no
 // sleep. If the fence finds the version moved (another delivery claimed the
 // partition, or a zombie wakes up), the chunk is discarded. The last chunk of

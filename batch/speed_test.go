@@ -28,7 +28,9 @@ func TestGroupedReaderKeepsKeysWhole(t *testing.T) {
 	filter := func(q *bun.SelectQuery, _ *batch.StepContext) *bun.SelectQuery { return q }
 	job := &batch.Job{Name: "by-key", Flow: []batch.Node{batch.NewChunk("write", batch.ChunkStep[grouped, grouped]{
 		Reader: batch.KeysetReader[grouped]{Column: "k", Then: "id", Group: true,
-			Query: func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery { return q.TableExpr("g").Column("id", "k") },
+			Query: func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery {
+				return q.TableExpr("g").Column("id", "k")
+			},
 			KeyOf: func(it grouped) int64 { return it.K }},
 		ChunkSize:   10,
 		Partitioner: batch.KeyRangePartitioner("g", "k", 3, filter),

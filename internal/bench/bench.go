@@ -87,11 +87,11 @@ type Report struct {
 	Took    time.Duration     `json:"took"`
 	// API is the api under the page load; Profiles the top statements per
 	// job run (pg_stat_statements), when the extension is loaded.
-	API      *APIResult             `json:"api"`
+	API *APIResult `json:"api"`
 	// FixedCost is a small job's launch → end with an idle fleet.
-	FixedCost *FixedCost `json:"fixed_cost"`
-	Profiles map[string][]Statement `json:"profiles"`
-	Settings Options                `json:"-"`
+	FixedCost *FixedCost             `json:"fixed_cost"`
+	Profiles  map[string][]Statement `json:"profiles"`
+	Settings  Options                `json:"-"`
 }
 
 type runner struct {
