@@ -12,6 +12,12 @@
 // time). A chunk step is always executed as partitions: its Partitioner
 // returns key ranges, each range becomes a child step execution and an asynq
 // task; a step without a Partitioner has one partition covering every key.
+// At most AtOnce partitions of a step run at once, fleet-wide (the others
+// wait their turn; each ending partition queues the next); a step of one
+// partition runs in the worker that splits it. A reader whose key repeats
+// (GroupedReader) keeps each key's items in one chunk, so a step
+// partitioned by what its writer locks never has two chunks waiting on each
+// other's row locks.
 //
 // # Tasks
 //
