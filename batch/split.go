@@ -47,7 +47,7 @@ func (e *Engine) startPartitions(ctx context.Context, env *stepEnv, se *StepExec
 				return err
 			}
 		}
-		return e.stepDone(ctx, se.StepExecutionID)
+		return e.stepDoneHere(ctx, se.StepExecutionID)
 	}
 	for _, p := range pending {
 		if err := e.enqueuePartition(ctx, p.ID, p.Generation); err != nil {

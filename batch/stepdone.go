@@ -7,6 +7,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // handleStepDone aggregates a partitioned step once all its partitions have
@@ -30,7 +32,17 @@ func (e *Engine) stepDoneIfDue(ctx context.Context, seID int64) error {
 	if !due {
 		return nil
 	}
-	return e.stepDone(ctx, seID)
+	return e.stepDoneHere(ctx, seID)
+}
+
+// stepDoneHere is stepDone run by the worker that ended the step's last
+// partition (in a span of its own, as the batch:step-done task would be).
+func (e *Engine) stepDoneHere(ctx context.Context, seID int64) error {
+	ctx, span := tracer().Start(ctx, "batch.step-done", trace.WithAttributes(attribute.Int64("batch.step_execution_id", seID), attribute.Bool("batch.inline", true)))
+	err := e.stepDone(ctx, seID)
+	endSpan(span, err)
+	span.End()
+	return err
 }
 
 // stepDone aggregates partitioned step seID once all its partitions have

@@ -44,16 +44,19 @@ func TestRunSmall(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, progress.String())
 	}
-	if len(rep.Results) != 17 {
-		t.Fatalf("%d results, want 17 (2 jobs × (1 set-based + 2 job + 2 naive) + 2 export formats × (COPY + 2 job) + notices)", len(rep.Results))
+	if len(rep.Results) != 19 {
+		t.Fatalf("%d results, want 19 (2 jobs × (1 set-based + 1 chunked SQL + 2 job + 2 naive) + 2 export formats × (COPY + 2 job) + notices)", len(rep.Results))
 	}
 	for _, r := range rep.Results {
 		if !r.StateOK || r.Items <= 0 || r.Seconds <= 0 {
 			t.Errorf("%s / %s / %d workers: state ok %v, %d items in %.3fs", r.Scenario, r.Variant, r.Workers, r.StateOK, r.Items, r.Seconds)
 		}
-		if r.Variant != "set-based SQL" && (r.PeakRSSMB <= 0 || r.PeakRSSMB > 500) {
+		if r.Variant != "set-based SQL" && r.Variant != "chunked SQL" && (r.PeakRSSMB <= 0 || r.PeakRSSMB > 500) {
 			t.Errorf("%s / %s: peak RSS %.0f MB", r.Scenario, r.Variant, r.PeakRSSMB)
 		}
+	}
+	if fc := rep.FixedCost; fc == nil || len(fc.Each) != 10 || fc.P50 <= 0 || fc.Max < fc.P50 {
+		t.Fatalf("small job's fixed cost %+v", fc)
 	}
 	if rep.API == nil || rep.API.Requests != 200*25 || rep.API.P99 < rep.API.P50 {
 		t.Fatalf("api load %+v", rep.API)
@@ -62,7 +65,7 @@ func TestRunSmall(t *testing.T) {
 	if err := bench.WriteMarkdown(&md, rep, "test"); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Count(md.String(), "| same as set-based |"); got != 17 {
-		t.Fatalf("markdown has %d result rows, want 17:\n%s", got, md.String())
+	if got := strings.Count(md.String(), "| same as set-based |"); got != 19 || !strings.Contains(md.String(), "## A small job's fixed cost") {
+		t.Fatalf("markdown has %d result rows, want 19, and the fixed cost:\n%s", got, md.String())
 	}
 }
