@@ -1,7 +1,6 @@
 package workbook
 
 import (
-	"compress/flate"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -9,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/klauspost/compress/flate"
 )
 
 // Style indexes of the workbook's styles.xml.
@@ -40,7 +41,10 @@ type RowWriter struct {
 }
 
 // NewRowWriter writes a segment to w at the given flate level
-// (flate.BestSpeed is what exports use).
+// (flate.BestSpeed is what exports use). The compressor is
+// klauspost/compress's, the same wire format as compress/flate's: on
+// export rows at BestSpeed it runs 1.8× as fast for 12% more bytes
+// (BenchmarkDeflate).
 func NewRowWriter(w io.Writer, level int) (*RowWriter, error) {
 	rw := &RowWriter{out: countWriter{w: w}}
 	zw, err := flate.NewWriter(&rw.out, level)
