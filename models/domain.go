@@ -206,5 +206,10 @@ type Export struct {
 	SHA256         *string         `bun:"sha256" json:"sha256"`
 	Error          *string         `bun:"error" json:"error,omitempty"`
 	ExpiresAt      *time.Time      `bun:"expires_at" json:"expires_at"`
+	// BOM says a CSV export starts with a UTF-8 byte order mark (default
+	// true: Excel on Korean Windows needs it to read UTF-8).
+	BOM bool `bun:"bom,notnull" json:"bom"`
+	// TruncatedCells counts the XLSX cells cut at Excel's 32,767 characters.
+	TruncatedCells int64 `bun:"truncated_cells,notnull" json:"truncated_cells"`
 	Timestamps
 }

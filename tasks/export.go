@@ -2,7 +2,6 @@ package tasks
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"sync"
 	"time"
@@ -293,40 +292,7 @@ func (r exportReader) Read(ctx context.Context, db bun.IDB, sc *batch.StepContex
 	if err != nil {
 		return nil, err
 	}
-	k := x.kind
-	// Scanned as raw column bytes: bun's reflection over a text[] column
-	// was half of a chunk's CPU (BenchmarkExportChunk).
-	rs, err := k.where(db.NewSelect().TableExpr(k.from), x.filter).
-		ColumnExpr("?, ?", bun.Safe(k.keyCol()), bun.Safe(k.cells)).
-		Where("? >= ? AND ? < ?", bun.Safe(k.keyCol()), from, bun.Safe(k.keyCol()), to).
-		OrderExpr("? ASC", bun.Safe(k.keyCol())).Limit(int64(limit)).Rows(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read export rows: %w", err)
-	}
-	defer rs.Close()
-	n := len(k.columns)
-	raw := make([]sql.RawBytes, n)
-	dest := make([]any, n+1)
-	var id int64
-	dest[0] = &id
-	for i := range raw {
-		dest[i+1] = &raw[i]
-	}
-	rows := make([]exportRow, 0, limit)
-	for rs.Next() {
-		if err := rs.Scan(dest...); err != nil {
-			return nil, fmt.Errorf("read export rows: %w", err)
-		}
-		cells := make([]string, n)
-		for i, b := range raw {
-			cells[i] = string(b)
-		}
-		rows = append(rows, exportRow{ID: id, Cells: cells})
-	}
-	if err := rs.Err(); err != nil {
-		return nil, fmt.Errorf("read export rows: %w", err)
-	}
-	return rows, nil
+	return copyRows(ctx, db, x, from, to, limit)
 }
 
 // loadedExport is an export's row with its kind and filter.

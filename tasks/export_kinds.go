@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/uptrace/bun"
 
@@ -14,59 +15,88 @@ import (
 	"github.com/passbatch/passbatch/models"
 )
 
-// exportKind describes one kind of export: its columns and its rows.
-type exportKind struct {
-	table    string // keyset table alias
-	columns  []string
-	types    []string // text, int, time, bool: how XLSX writes a cell
-	cells    string   // SQL list of the row's cells as text, in column order
-	from     string   // FROM … (with joins)
-	timeCol  string   // what from/to filter
-	statuses []string
+// exportColumn is one column of an export: its header, how XLSX writes
+// its cells (text, int, time, bool) and its SQL, NULL for an empty cell.
+type exportColumn struct {
+	name, typ, sql string
 }
 
-// utcText is SQL for a timestamp column as RFC 3339 UTC text, ” for NULL.
+// exportKind describes one kind of export: its columns and its rows.
+// Adding a kind is a list of columns and a FROM with its key's table
+// alias: the readers (COPY, in CSV or in text for XLSX), the filter and
+// the merge all derive from it.
+type exportKind struct {
+	table    string // the keyset table's alias
+	from     string // FROM … (with joins)
+	timeCol  string // what from/to filter
+	statuses []string
+	cols     []exportColumn
+	columns  []string // the headers, from cols
+	types    []string // the cell types, from cols
+}
+
+// kind builds an exportKind from its columns.
+func kind(table, from, timeCol string, statuses []string, cols ...exportColumn) exportKind {
+	k := exportKind{table: table, from: from, timeCol: timeCol, statuses: statuses, cols: cols}
+	for _, c := range cols {
+		k.columns = append(k.columns, c.name)
+		k.types = append(k.types, c.typ)
+	}
+	return k
+}
+
+// utcText is SQL for a timestamp column as RFC 3339 UTC text (NULL stays
+// NULL: an empty cell).
 func utcText(col string) string {
-	return "coalesce(to_char(" + col + ` AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), '')`
+	return "to_char(" + col + ` AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')`
 }
 
 var exportKinds = map[string]exportKind{
-	"bookings": {
-		table:   "b",
-		columns: []string{"id", "user_id", "user_name", "pass_id", "status", "attended", "used_pass", "started_at", "ended_at", "cancelled_at"},
-		types:   []string{"int", "int", "text", "int", "text", "bool", "bool", "time", "time", "time"},
-		cells: `b.id::text, b.user_id::text, u.name, b.pass_id::text, b.status, b.attended::text, b.used_pass::text,
-			` + utcText("b.started_at") + `, ` + utcText("b.ended_at") + `,
-			` + utcText("b.cancelled_at"),
-		from:     "booking AS b JOIN users AS u ON u.id = b.user_id",
-		timeCol:  "b.started_at",
-		statuses: []string{models.BookingReady, models.BookingCompleted, models.BookingCancelled},
-	},
-	"passes": {
-		table:   "p",
-		columns: []string{"id", "user_id", "user_name", "package", "status", "remaining_count", "started_at", "ended_at", "expired_at"},
-		types:   []string{"int", "int", "text", "text", "text", "int", "time", "time", "time"},
-		cells: `p.id::text, p.user_id::text, u.name, k.name, p.status, coalesce(p.remaining_count::text, ''),
-			` + utcText("p.started_at") + `, ` + utcText("p.ended_at") + `,
-			` + utcText("p.expired_at"),
-		from:     "pass AS p JOIN users AS u ON u.id = p.user_id JOIN package AS k ON k.id = p.package_id",
-		timeCol:  "p.started_at",
-		statuses: []string{models.PassReady, models.PassProgressed, models.PassExpired},
-	},
-	"statistics": {
-		table:   "s",
-		columns: []string{"statistics_at", "all_count", "attended_count", "cancelled_count"},
-		types:   []string{"time", "int", "int", "int"},
-		cells: `` + utcText("s.statistics_at") + `, s.all_count::text,
-			s.attended_count::text, s.cancelled_count::text`,
-		from:    "statistics AS s",
-		timeCol: "s.statistics_at",
-	},
+	"bookings": kind("b", "booking AS b JOIN users AS u ON u.id = b.user_id", "b.started_at",
+		[]string{models.BookingReady, models.BookingCompleted, models.BookingCancelled},
+		exportColumn{"id", "int", "b.id"}, exportColumn{"user_id", "int", "b.user_id"}, exportColumn{"user_name", "text", "u.name"},
+		exportColumn{"pass_id", "int", "b.pass_id"}, exportColumn{"status", "text", "b.status"},
+		exportColumn{"attended", "bool", "b.attended::text"}, exportColumn{"used_pass", "bool", "b.used_pass::text"},
+		exportColumn{"started_at", "time", utcText("b.started_at")}, exportColumn{"ended_at", "time", utcText("b.ended_at")},
+		exportColumn{"cancelled_at", "time", utcText("b.cancelled_at")}),
+	"passes": kind("p", "pass AS p JOIN users AS u ON u.id = p.user_id JOIN package AS k ON k.id = p.package_id", "p.started_at",
+		[]string{models.PassReady, models.PassProgressed, models.PassExpired},
+		exportColumn{"id", "int", "p.id"}, exportColumn{"user_id", "int", "p.user_id"}, exportColumn{"user_name", "text", "u.name"},
+		exportColumn{"package", "text", "k.name"}, exportColumn{"status", "text", "p.status"},
+		exportColumn{"remaining_count", "int", "p.remaining_count"},
+		exportColumn{"started_at", "time", utcText("p.started_at")}, exportColumn{"ended_at", "time", utcText("p.ended_at")},
+		exportColumn{"expired_at", "time", utcText("p.expired_at")}),
+	"statistics": kind("s", "statistics AS s", "s.statistics_at", nil,
+		exportColumn{"statistics_at", "time", utcText("s.statistics_at")}, exportColumn{"all_count", "int", "s.all_count"},
+		exportColumn{"attended_count", "int", "s.attended_count"}, exportColumn{"cancelled_count", "int", "s.cancelled_count"}),
 }
 
-// exportRow is one row of an export: its key and its cells as text.
+// formulaStart is SQL true when text x starts as a spreadsheet formula
+// would: =, +, -, @, a tab or a CR.
+const formulaStart = `left(%[1]s, 1) IN ('=', '+', '-', '@', chr(9), chr(13))`
+
+// selectList is the SQL list of the kind's key and cells: for CSV every
+// text cell a spreadsheet would take for a formula gets a leading ' (see
+// defuseFormulas), so a member named "=HYPERLINK(…)" is shown, not run;
+// XLSX cells are typed and need no such care.
+func (k exportKind) selectList(csv bool) string {
+	parts := []string{k.keyCol()}
+	for _, c := range k.cols {
+		expr := c.sql
+		if csv && c.typ == "text" {
+			expr = fmt.Sprintf("CASE WHEN "+formulaStart+" THEN chr(39) || %[1]s ELSE %[1]s END", c.sql)
+		}
+		parts = append(parts, expr)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// exportRow is one row of an export: its key, and its CSV line (for a
+// CSV export: the cells as Postgres's COPY writes them) or its cells (for
+// XLSX; a NULL is "").
 type exportRow struct {
 	ID    int64
+	Line  []byte
 	Cells []string
 }
 

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"time"
 
 	"github.com/uptrace/bun"
 
@@ -46,9 +47,10 @@ func mergeExport(ctx context.Context, store storage.Store, db bun.IDB, e *models
 	if err != nil {
 		return 0, err
 	}
-	var inParts int64
+	var inParts, truncated int64
 	for _, p := range parts {
 		inParts += p.rows
+		truncated += p.truncated
 	}
 	if inParts != written {
 		return 0, fmt.Errorf("%w: %d parts hold %d rows, the partitions wrote %d", errMissingRows, len(parts), inParts, written)
@@ -56,9 +58,9 @@ func mergeExport(ctx context.Context, store storage.Store, db bun.IDB, e *models
 	key := fmt.Sprintf("exports/%d/%s-%d.%s", e.ID, e.Kind, e.ID, e.Format)
 	size, sum, err := storeMerged(ctx, store, key, func(w io.Writer) (int64, error) {
 		if e.Format == "csv" {
-			return mergeCSV(ctx, store, parts, k, w)
+			return mergeCSV(ctx, store, parts, k, w, e.BOM)
 		}
-		return mergeXLSX(ctx, store, parts, k, w, xlsxMaxRows)
+		return mergeXLSX(ctx, store, parts, k, w, xlsxMaxRows, e.CreatedAt)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store export %d: %w", e.ID, err)
@@ -66,7 +68,7 @@ func mergeExport(ctx context.Context, store storage.Store, db bun.IDB, e *models
 	// total_rows was counted before the parts were read; rows added or
 	// changed since make the exact count the one the file holds.
 	if _, err := exec(ctx, db, "record export file", `UPDATE export SET file_key = ?, size_bytes = ?, sha256 = ?, written_rows = ?,
-		total_rows = ?, modified_at = now() WHERE id = ? AND written_rows <= ?`, key, size, sum, written, written, e.ID, written); err != nil {
+		total_rows = ?, truncated_cells = ?, modified_at = now() WHERE id = ? AND written_rows <= ?`, key, size, sum, written, written, truncated, e.ID, written); err != nil {
 		return 0, err
 	}
 	return written, nil
@@ -116,8 +118,17 @@ func storeMerged(ctx context.Context, store storage.Store, key string, write fun
 // partsPrefix is where export id's part files are stored.
 func partsPrefix(id int64) string { return fmt.Sprintf("exports/%d/parts/", id) }
 
-// mergeCSV writes the header, then each part's CSV as it is.
-func mergeCSV(ctx context.Context, store storage.Store, stored []storedPart, k exportKind, w io.Writer) (int64, error) {
+// utf8BOM starts a CSV that Excel on Korean Windows reads as UTF-8.
+const utf8BOM = "\uFEFF"
+
+// mergeCSV writes the BOM (when bom), the header, then each part's CSV as
+// it is.
+func mergeCSV(ctx context.Context, store storage.Store, stored []storedPart, k exportKind, w io.Writer, bom bool) (int64, error) {
+	if bom {
+		if _, err := io.WriteString(w, utf8BOM); err != nil {
+			return 0, err
+		}
+	}
 	cw := csv.NewWriter(w)
 	if err := cw.Write(k.columns); err != nil {
 		return 0, err
@@ -151,7 +162,7 @@ func copyPayload(ctx context.Context, store storage.Store, p storedPart, w io.Wr
 // mergeXLSX writes the workbook from the parts' deflated rows, maxRows
 // rows a sheet (header included), rolling over to Sheet2, Sheet3…: a copy
 // of their bytes, but for the one part that straddles each sheet's end.
-func mergeXLSX(ctx context.Context, store storage.Store, stored []storedPart, k exportKind, w io.Writer, maxRows int) (int64, error) {
+func mergeXLSX(ctx context.Context, store storage.Store, stored []storedPart, k exportKind, w io.Writer, maxRows int, modified time.Time) (int64, error) {
 	segs := make([]workbook.Part, len(stored))
 	for i, p := range stored {
 		segs[i] = workbook.Part{Segment: workbook.Segment{Rows: p.rows, Size: p.size, CRC: p.crc, Compressed: p.payload},
@@ -164,7 +175,7 @@ func mergeXLSX(ctx context.Context, store storage.Store, stored []storedPart, k 
 			cols[i] = workbook.Column{Name: c + " (" + models.Seoul.String() + ")", Width: 28}
 		}
 	}
-	n, err := workbook.Write(ctx, w, cols, segs, int64(maxRows))
+	n, err := workbook.Write(ctx, w, cols, segs, int64(maxRows), modified)
 	if errors.Is(err, workbook.ErrCorruptPart) {
 		err = fmt.Errorf("%w: %w", errBadPart, err) // cleanup knows this one
 	}

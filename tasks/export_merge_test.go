@@ -171,7 +171,7 @@ func TestCorruptXLSXPartIsABadPart(t *testing.T) {
 	if _, err := store.Put(ctx, "exports/3/parts/0/0.part", io.MultiReader(bytes.NewReader(h.encode()), bytes.NewReader(body[partHeaderLen:]))); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := mergeXLSX(ctx, store, partHeaders(t, store, "exports/3/parts/"), k, io.Discard, 10); !errors.Is(err, errBadPart) {
+	if _, err := mergeXLSX(ctx, store, partHeaders(t, store, "exports/3/parts/"), k, io.Discard, 10, time.Time{}); !errors.Is(err, errBadPart) {
 		t.Fatalf("merge of a corrupt part: %v, want errBadPart", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,15 +24,17 @@ import (
 	"github.com/passbatch/passbatch/storage"
 )
 
-// A part file is a 32-byte header, then the payload:
+// A part file is a 40-byte header, then the payload:
 //
-//	"PBP1" | rows uint64 | uncompressed size uint64 | CRC-32 uint32 | payload length uint64
+//	"PBP2" | rows uint64 | uncompressed size uint64 | CRC-32 uint32 | payload length uint64 | truncated cells uint64
 //
-// (big-endian). A CSV payload is the rows' CSV (formulas defused, no
-// header); an XLSX payload is a workbook.Segment's deflate bytes.
-const partHeaderLen = 32
+// (big-endian). A CSV payload is the rows' CSV as Postgres's COPY wrote it
+// (formulas defused in the SELECT, no header); an XLSX payload is a
+// workbook.Segment's deflate bytes. (PBP1 parts, from before the truncated
+// count, are refused as bad parts: such an export is requested again.)
+const partHeaderLen = 40
 
-var partMagic = []byte("PBP1")
+var partMagic = []byte("PBP2")
 
 // errBadPart reports a part file the merge cannot use.
 var errBadPart = errors.New("export: bad part file")
@@ -41,6 +44,7 @@ type partHeader struct {
 	rows, size int64
 	crc        uint32
 	payload    int64
+	truncated  int64 // XLSX cells cut at Excel's limit
 }
 
 func (h partHeader) encode() []byte {
@@ -50,51 +54,61 @@ func (h partHeader) encode() []byte {
 	binary.BigEndian.PutUint64(b[12:], uint64(h.size))
 	binary.BigEndian.PutUint32(b[20:], h.crc)
 	binary.BigEndian.PutUint64(b[24:], uint64(h.payload))
+	binary.BigEndian.PutUint64(b[32:], uint64(h.truncated))
 	return b
 }
 
 func decodePartHeader(b []byte) (partHeader, error) {
 	if len(b) != partHeaderLen || !bytes.Equal(b[:4], partMagic) {
-		return partHeader{}, fmt.Errorf("%w: no PBP1 header", errBadPart)
+		return partHeader{}, fmt.Errorf("%w: no PBP2 header", errBadPart)
 	}
 	return partHeader{rows: int64(binary.BigEndian.Uint64(b[4:])), size: int64(binary.BigEndian.Uint64(b[12:])),
-		crc: binary.BigEndian.Uint32(b[20:]), payload: int64(binary.BigEndian.Uint64(b[24:]))}, nil
+		crc: binary.BigEndian.Uint32(b[20:]), payload: int64(binary.BigEndian.Uint64(b[24:])),
+		truncated: int64(binary.BigEndian.Uint64(b[32:]))}, nil
 }
 
 // storePart writes a chunk's rows as a part, named by where its partition
 // and the chunk start, so a redone chunk rewrites its own part whatever
 // rows it finds.
 func storePart(ctx context.Context, store storage.Store, sc *batch.StepContext, format string, k exportKind, rows []exportRow) error {
-	cells := make([][]string, len(rows))
-	for i, r := range rows {
-		cells[i] = r.Cells
-	}
 	id, _ := sc.Params.Int(ParamExportID, 0)
 	key := fmt.Sprintf("exports/%d/parts/%s/%020d.part", id, partName(sc), uint64(sc.ChunkStart)^(1<<63))
-	return writePart(ctx, store, key, format, k, cells)
+	return putPart(ctx, store, key, format, k, rows)
 }
 
-// writePart stores rows (cells as the kind's query gives them) as a part
-// in the export's format.
-func writePart(ctx context.Context, store storage.Store, key, format string, k exportKind, rows [][]string) error {
+// writePart stores rows given as cells (as the kind's text query gives
+// them) as a part in format: what a partition's COPY would have read.
+func writePart(ctx context.Context, store storage.Store, key, format string, k exportKind, cells [][]string) error {
+	rows := make([]exportRow, len(cells))
+	for i, rec := range cells {
+		rows[i].Cells = rec
+		if format == "csv" {
+			var line bytes.Buffer
+			w := csv.NewWriter(&line)
+			if err := w.Write(defuseFormulas(slices.Clone(rec), k.types)); err != nil {
+				return err
+			}
+			w.Flush()
+			rows[i].Line = line.Bytes()
+		}
+	}
+	return putPart(ctx, store, key, format, k, rows)
+}
+
+// putPart stores rows as a part: for CSV their lines as they are, for
+// XLSX their cells as deflated SpreadsheetML.
+func putPart(ctx context.Context, store storage.Store, key, format string, k exportKind, rows []exportRow) error {
 	var payload bytes.Buffer
 	var h partHeader
 	if format == "xlsx" {
-		seg, err := xlsxRows(&payload, k, rows)
+		seg, truncated, err := xlsxRows(&payload, k, rows)
 		if err != nil {
 			return err
 		}
-		h = partHeader{rows: seg.Rows, size: seg.Size, crc: seg.CRC, payload: seg.Compressed}
+		h = partHeader{rows: seg.Rows, size: seg.Size, crc: seg.CRC, payload: seg.Compressed, truncated: truncated}
 	} else {
-		w := csv.NewWriter(&payload)
-		for _, rec := range rows {
-			if err := w.Write(defuseFormulas(rec, k.types)); err != nil {
-				return err
-			}
-		}
-		w.Flush()
-		if err := w.Error(); err != nil {
-			return err
+		for _, r := range rows {
+			payload.Write(r.Line)
 		}
 		n := int64(payload.Len())
 		h = partHeader{rows: int64(len(rows)), size: n, crc: crc32.ChecksumIEEE(payload.Bytes()), payload: n}
@@ -103,22 +117,24 @@ func writePart(ctx context.Context, store storage.Store, key, format string, k e
 	return err
 }
 
-// xlsxRows writes rows as typed SpreadsheetML cells into a deflate segment.
-// Excel cells have no time zone, so times are the gym's wall clock
-// (Asia/Seoul) and their headers say so; CSV keeps RFC 3339 instants.
-func xlsxRows(w io.Writer, k exportKind, rows [][]string) (workbook.Segment, error) {
+// xlsxRows writes rows as typed SpreadsheetML cells into a deflate
+// segment and says how many text cells were cut at Excel's limit. Excel
+// cells have no time zone, so times are the gym's wall clock (Asia/Seoul)
+// and their headers say so; CSV keeps RFC 3339 instants.
+func xlsxRows(w io.Writer, k exportKind, rows []exportRow) (workbook.Segment, int64, error) {
 	rw, err := workbook.NewRowWriter(w, flate.BestSpeed)
 	if err != nil {
-		return workbook.Segment{}, err
+		return workbook.Segment{}, 0, err
 	}
-	for _, rec := range rows {
+	for _, r := range rows {
 		rw.StartRow()
-		for i, v := range rec {
+		for i, v := range r.Cells {
 			xlsxCell(rw, k.types[i], v)
 		}
 		rw.EndRow()
 	}
-	return rw.Finish()
+	seg, err := rw.Finish()
+	return seg, rw.Truncated(), err
 }
 
 func xlsxCell(rw *workbook.RowWriter, typ, v string) {

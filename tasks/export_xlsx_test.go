@@ -40,7 +40,7 @@ func TestMergeXLSXRollsOverSheets(t *testing.T) {
 	}
 	parts := partHeaders(t, store, "exports/1/parts/")
 	var out bytes.Buffer
-	n, err := mergeXLSX(ctx, store, parts, k, &out, 10)
+	n, err := mergeXLSX(ctx, store, parts, k, &out, 10, time.Time{})
 	if err != nil || n != 24 {
 		t.Fatalf("merge: %d rows, %v", n, err)
 	}
@@ -118,9 +118,9 @@ func benchmarkMerge(b *testing.B, format string) {
 		var n int64
 		out = 0
 		if format == "xlsx" {
-			n, err = mergeXLSX(ctx, store, parts, k, &out, xlsxMaxRows)
+			n, err = mergeXLSX(ctx, store, parts, k, &out, xlsxMaxRows, time.Time{})
 		} else {
-			n, err = mergeCSV(ctx, store, parts, k, &out)
+			n, err = mergeCSV(ctx, store, parts, k, &out, true)
 		}
 		if err != nil || n != rows {
 			b.Fatalf("%d rows, %v", n, err)

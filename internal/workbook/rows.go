@@ -36,9 +36,55 @@ type RowWriter struct {
 	crc  uint32
 	size int64
 	rows int64
+	cut  int64 // text cells cut at MaxCellChars
 	buf  []byte
 	err  error
 }
+
+// MaxCellChars is the most characters (UTF-16 code units, as Excel
+// counts them) a cell holds in Excel.
+const MaxCellChars = 32_767
+
+// CutMarker ends a text cell cut at MaxCellChars, so a reader sees it was.
+const CutMarker = "…[truncated]"
+
+// Cut cuts s to at most MaxCellChars UTF-16 code units on a character
+// boundary, ending it with CutMarker, and reports whether it did.
+func Cut(s string) (string, bool) {
+	if len(s) <= MaxCellChars { // at most one unit per byte
+		return s, false
+	}
+	units, keep := 0, -1
+	room := MaxCellChars - utf16Len(CutMarker)
+	for i, r := range s {
+		n := 1
+		if r >= 0x10000 {
+			n = 2
+		}
+		if units+n > room && keep < 0 {
+			keep = i
+		}
+		units += n
+		if units > MaxCellChars {
+			return s[:keep] + CutMarker, true
+		}
+	}
+	return s, false
+}
+
+func utf16Len(s string) int {
+	n := 0
+	for _, r := range s {
+		n++
+		if r >= 0x10000 {
+			n++
+		}
+	}
+	return n
+}
+
+// Truncated is how many text cells the writer cut at MaxCellChars.
+func (rw *RowWriter) Truncated() int64 { return rw.cut }
 
 // NewRowWriter writes a segment to w at the given flate level
 // (flate.BestSpeed is what exports use). The compressor is
@@ -95,7 +141,14 @@ func (rw *RowWriter) Time(t time.Time) {
 }
 
 // Text writes an inline string cell.
-func (rw *RowWriter) Text(s string) { rw.text(s, 0) }
+// A text past Excel's MaxCellChars is cut (see Cut) and counted.
+func (rw *RowWriter) Text(s string) {
+	s, cut := Cut(s)
+	if cut {
+		rw.cut++
+	}
+	rw.text(s, 0)
+}
 
 // header writes a bold inline string cell.
 func (rw *RowWriter) header(s string) { rw.text(s, styleHeader) }

@@ -19,8 +19,8 @@ import (
 	"time"
 )
 
-// dosEpoch is the entries' modification time (zip's first date), so the
-// same rows make the same bytes.
+// dosEpoch is zip's first date: the entries' modification time when Write
+// is given none.
 var dosEpoch = time.Date(1980, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // MaxRows is a sheet's row limit in Excel, the header row included.
@@ -44,9 +44,13 @@ var ErrCorruptPart = errors.New("workbook: corrupt part")
 
 // Write writes a workbook to w: the parts' rows in order, sheets of at
 // most maxRows rows (header included) named Sheet1, Sheet2…, each with the
-// bold header row frozen at the top and the columns' widths. It returns
-// the number of data rows.
-func Write(ctx context.Context, w io.Writer, cols []Column, parts []Part, maxRows int64) (int64, error) {
+// bold header row frozen at the top and the columns' widths, every entry
+// stamped modified (zero: zip's first date). The same rows and time make
+// the same bytes. It returns the number of data rows.
+func Write(ctx context.Context, w io.Writer, cols []Column, parts []Part, maxRows int64, modified time.Time) (int64, error) {
+	if modified.IsZero() {
+		modified = dosEpoch
+	}
 	if maxRows < 2 {
 		return 0, fmt.Errorf("workbook: maxRows %d leaves no room for data", maxRows)
 	}
@@ -55,12 +59,12 @@ func Write(ctx context.Context, w io.Writer, cols []Column, parts []Part, maxRow
 		return 0, err
 	}
 	zw := zip.NewWriter(w)
-	if err := writeFixed(zw, len(sheets)); err != nil {
+	if err := writeFixed(zw, len(sheets), modified); err != nil {
 		return 0, err
 	}
 	var rows int64
 	for i, sheet := range sheets {
-		n, err := writeSheet(ctx, zw, i+1, cols, sheet)
+		n, err := writeSheet(ctx, zw, i+1, cols, sheet, modified)
 		if err != nil {
 			return rows, err
 		}
@@ -153,7 +157,7 @@ func inMemory(xml []byte, rows int64) (Part, error) {
 // writeSheet writes one sheet's entry: the deflated head (XML prologue,
 // columns, header row), the parts' bytes as they are, and the deflated
 // tail, under the combined CRC and summed sizes.
-func writeSheet(ctx context.Context, zw *zip.Writer, n int, cols []Column, parts []Part) (int64, error) {
+func writeSheet(ctx context.Context, zw *zip.Writer, n int, cols []Column, parts []Part, modified time.Time) (int64, error) {
 	var headBuf, tailBuf bytes.Buffer
 	head, err := sheetHead(&headBuf, cols)
 	if err != nil {
@@ -179,7 +183,7 @@ func writeSheet(ctx context.Context, zw *zip.Writer, n int, cols []Column, parts
 	fh := &zip.FileHeader{Name: fmt.Sprintf("xl/worksheets/sheet%d.xml", n), Method: zip.Deflate,
 		CRC32: crc, UncompressedSize64: uint64(size + tail.Size), CompressedSize64: uint64(compressed + tail.Compressed),
 		Flags: 0x8} // sizes (8 bytes each when zip64) in a data descriptor
-	fh.Modified = dosEpoch
+	fh.Modified = modified
 	out, err := zw.CreateRaw(fh)
 	if err != nil {
 		return 0, fmt.Errorf("workbook: sheet %d: %w", n, err)
@@ -260,7 +264,7 @@ const stylesXML = xmlHeader + `<styleSheet xmlns="` + nsMain + `">` +
 
 // writeFixed writes the package's small parts: content types, relations,
 // the workbook with its sheets, and the styles.
-func writeFixed(zw *zip.Writer, sheets int) error {
+func writeFixed(zw *zip.Writer, sheets int, modified time.Time) error {
 	var types, rels, list strings.Builder
 	types.WriteString(xmlHeader + `<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">` +
 		`<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>` +
@@ -284,7 +288,7 @@ func writeFixed(zw *zip.Writer, sheets int) error {
 		{"xl/styles.xml", stylesXML},
 	}
 	for _, f := range files {
-		fw, err := zw.CreateHeader(&zip.FileHeader{Name: f.name, Method: zip.Deflate, Modified: dosEpoch})
+		fw, err := zw.CreateHeader(&zip.FileHeader{Name: f.name, Method: zip.Deflate, Modified: modified})
 		if err != nil {
 			return fmt.Errorf("workbook: %s: %w", f.name, err)
 		}

@@ -116,7 +116,7 @@ func TestWorkbookReadsBack(t *testing.T) {
 	ctx := context.Background()
 	parts := []Part{memPart(t, 1, 8), memPart(t, 8, 15), {}, memPart(t, 15, 23)}
 	var out bytes.Buffer
-	n, err := Write(ctx, &out, cols, parts, 10)
+	n, err := Write(ctx, &out, cols, parts, 10, time.Time{})
 	if err != nil || n != 22 {
 		t.Fatalf("write: %d rows, %v", n, err)
 	}
@@ -164,7 +164,7 @@ func TestWorkbookReadsBack(t *testing.T) {
 // TestWorkbookWithoutRows: no parts make one sheet with the header alone.
 func TestWorkbookWithoutRows(t *testing.T) {
 	var out bytes.Buffer
-	n, err := Write(context.Background(), &out, cols, nil, MaxRows)
+	n, err := Write(context.Background(), &out, cols, nil, MaxRows, time.Time{})
 	if err != nil || n != 0 {
 		t.Fatalf("%d rows, %v", n, err)
 	}
@@ -214,7 +214,7 @@ func TestWorkbookZip64(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := Write(context.Background(), f, cols[:2], parts, MaxRows)
+	n, err := Write(context.Background(), f, cols[:2], parts, MaxRows, time.Time{})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -251,7 +251,7 @@ func TestWorkbookZip64(t *testing.T) {
 // LibreOffice (when soffice is installed) and compares every cell.
 func TestWorkbookOpensInLibreOffice(t *testing.T) {
 	var out bytes.Buffer
-	if _, err := Write(context.Background(), &out, cols, []Part{memPart(t, 1, 40), memPart(t, 40, 61)}, MaxRows); err != nil {
+	if _, err := Write(context.Background(), &out, cols, []Part{memPart(t, 1, 40), memPart(t, 40, 61)}, MaxRows, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	recs, ok := testenv.LibreOfficeCSV(t, out.Bytes())

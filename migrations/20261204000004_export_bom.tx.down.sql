@@ -1,0 +1,2 @@
+ALTER TABLE export DROP COLUMN truncated_cells;
+ALTER TABLE export DROP COLUMN bom;
