@@ -36,7 +36,7 @@ func copyRows(ctx context.Context, db bun.IDB, x loadedExport, from, to int64, l
 	if csv {
 		return splitCSV(buf.Bytes())
 	}
-	return splitText(buf.Bytes(), len(k.cols))
+	return splitText(buf.Bytes())
 }
 
 // copyTo runs a COPY … TO STDOUT statement on a connection of db (a
@@ -92,9 +92,11 @@ func splitCSV(b []byte) ([]exportRow, error) {
 	return rows, nil
 }
 
-// splitText parses COPY's text format: a line a row, fields separated by
-// tabs, \N for NULL (an empty cell), backslash escapes for the rest.
-func splitText(b []byte, cols int) ([]exportRow, error) {
+// splitText cuts COPY's text format into rows: a line a row, the key its
+// first field; the rest of the line (tab-separated fields, \N for NULL,
+// backslash escapes) is kept as it is, for xlsxRows to parse as it writes
+// the cells, so a chunk holds its COPY bytes and no string per cell.
+func splitText(b []byte) ([]exportRow, error) {
 	rows := make([]exportRow, 0, bytes.Count(b, []byte{'\n'}))
 	for len(b) > 0 {
 		nl := bytes.IndexByte(b, '\n')
@@ -111,16 +113,23 @@ func splitText(b []byte, cols int) ([]exportRow, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read export rows: key %q: %w", line[:tab], err)
 		}
-		cells := make([]string, 0, cols)
-		for _, f := range bytes.Split(line[tab+1:], []byte{'\t'}) {
-			cells = append(cells, unescapeText(f))
-		}
-		if len(cells) != cols {
-			return nil, fmt.Errorf("read export rows: key %d has %d cells, want %d", id, len(cells), cols)
-		}
-		rows = append(rows, exportRow{ID: id, Cells: cells})
+		rows = append(rows, exportRow{ID: id, Line: line[tab+1:]})
 	}
 	return rows, nil
+}
+
+// textCells calls cell with each field of a COPY text-format line, in
+// order, unescaped (a NULL is "").
+func textCells(line []byte, cell func(i int, v string)) {
+	for i := 0; ; i++ {
+		tab := bytes.IndexByte(line, '\t')
+		if tab < 0 {
+			cell(i, unescapeText(line))
+			return
+		}
+		cell(i, unescapeText(line[:tab]))
+		line = line[tab+1:]
+	}
 }
 
 // unescapeText reads one field of COPY's text format.

@@ -34,7 +34,7 @@ func TestExportSurvivesKilledWorker(t *testing.T) {
 	db := testenv.NewDB(t)
 	rd := testenv.NewRedis(t)
 	b := &bundle{db: db}
-	const n = 120_000
+	const n = 240_000
 	b.exportData(t, n)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "worker")
@@ -65,8 +65,9 @@ func TestExportSurvivesKilledWorker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 16 partitions named (120,000 rows would get 5), so some finish while others are mid-way.
-	je, err := eng.Launch(ctx, tasks.JobExport, batch.Params{tasks.ParamExportID: {Value: fmt.Sprint(e.ID), Identifying: true}, batch.ParamPartitions: {Value: "16"}})
+	// 8 partitions named, of two 20,000-row chunks each, 4 at once: some
+	// finish while others are mid-way.
+	je, err := eng.Launch(ctx, tasks.JobExport, batch.Params{tasks.ParamExportID: {Value: fmt.Sprint(e.ID), Identifying: true}, batch.ParamPartitions: {Value: "8"}})
 	if err != nil {
 		t.Fatal(err)
 	}

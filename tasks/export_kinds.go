@@ -91,9 +91,9 @@ func (k exportKind) selectList(csv bool) string {
 	return strings.Join(parts, ", ")
 }
 
-// exportRow is one row of an export: its key, and its CSV line (for a
-// CSV export: the cells as Postgres's COPY writes them) or its cells (for
-// XLSX; a NULL is "").
+// exportRow is one row of an export: its key, and its line as COPY wrote
+// it without the key (CSV for a CSV export, the text format for XLSX), or
+// its cells (a NULL is "") where no COPY read it.
 type exportRow struct {
 	ID    int64
 	Line  []byte

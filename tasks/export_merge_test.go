@@ -122,7 +122,7 @@ func TestRunningExportProgress(t *testing.T) {
 }
 
 // TestExportPartitions: an export takes the setting's partitions, at most
-// one per 25,000 rows, unless the launch names them.
+// one per 50,000 rows, unless the launch names them.
 func TestExportPartitions(t *testing.T) {
 	ctx := context.Background()
 	rows := func(n int64) *models.Export { return &models.Export{TotalRows: &n} }
@@ -133,9 +133,9 @@ func TestExportPartitions(t *testing.T) {
 		e       *models.Export
 		want    int
 	}{
-		{16, nil, rows(40_000), 2},
+		{16, nil, rows(80_000), 2},
 		{16, nil, rows(1_000_000), 16},
-		{64, nil, rows(1_000_000), 40},
+		{64, nil, rows(1_000_000), 20},
 		{16, nil, rows(0), 1},
 		{16, nil, &models.Export{}, 16},
 		{16, named, rows(40_000), 8},

@@ -128,8 +128,12 @@ func xlsxRows(w io.Writer, k exportKind, rows []exportRow) (workbook.Segment, in
 	}
 	for _, r := range rows {
 		rw.StartRow()
-		for i, v := range r.Cells {
-			xlsxCell(rw, k.types[i], v)
+		if r.Cells != nil {
+			for i, v := range r.Cells {
+				xlsxCell(rw, k.types[i], v)
+			}
+		} else {
+			textCells(r.Line, func(i int, v string) { xlsxCell(rw, k.types[i], v) })
 		}
 		rw.EndRow()
 	}

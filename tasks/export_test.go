@@ -132,8 +132,8 @@ func TestExportCSVAndXLSX(t *testing.T) {
 		if format == "csv" {
 			var parts int
 			_ = b.db.NewRaw("SELECT count(*) FROM batch_step_execution WHERE step_name LIKE 'parts:partition%' AND parent_step_execution_id IS NOT NULL AND job_execution_id = (SELECT job_execution_id FROM export WHERE id = ?)", e.ID).Scan(context.Background(), &parts)
-			// The setting's 16, at most one per 25,000 rows.
-			if want := min(16, int((*e.TotalRows+24_999)/25_000)); parts != want || want < 2 {
+			// The setting's 16, at most one per 50,000 rows.
+			if want := min(16, int((*e.TotalRows+49_999)/50_000)); parts != want {
 				t.Fatalf("%d partitions for %d rows, want %d", parts, *e.TotalRows, want)
 			}
 		}
