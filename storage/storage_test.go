@@ -1,8 +1,10 @@
 package storage_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
+	"github.com/passbatch/passbatch/internal/testenv"
 	"github.com/passbatch/passbatch/storage"
 )
 
@@ -158,5 +161,60 @@ func TestErrorsSayWhetherToRetry(t *testing.T) {
 	}
 	if !errors.Is(missing, storage.ErrNotFound) || !errors.Is(badKey, storage.ErrBadKey) {
 		t.Errorf("the sentinels are lost under *storage.Error: %v, %v", missing, badKey)
+	}
+}
+
+// TestS3Compose: composing a file on S3 copies the stored ranges of at
+// least 5 MiB on the server (UploadPartCopy), uploads only what lies
+// between them (gathered into parts of at least 5 MiB, but the last), and
+// leaves no temporary object behind.
+func TestS3Compose(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	fake := testenv.NewS3(t, "exports")
+	s, err := storage.NewS3(ctx, "s3://exports/p", storage.S3Options{Endpoint: fake.Endpoint, Insecure: true, AccessKey: "k", Secret: "s", Region: "us-east-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i)}, 6<<20) }
+	for i := 1; i <= 3; i++ {
+		// A 40-byte header, then the payload the file takes.
+		if _, err := s.Put(ctx, fmt.Sprintf("parts/%d", i), io.MultiReader(strings.NewReader(strings.Repeat("h", 40)), bytes.NewReader(big(i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	uploadedBefore := fake.Uploaded.Load()
+	pieces := []storage.Piece{{Data: []byte("id,name\n")}}
+	var want bytes.Buffer
+	want.WriteString("id,name\n")
+	for i := 1; i <= 3; i++ {
+		pieces = append(pieces, storage.Piece{Key: fmt.Sprintf("parts/%d", i), Offset: 40, Length: 6 << 20})
+		want.Write(big(i))
+	}
+	pieces = append(pieces, storage.Piece{Data: []byte("the end\n")})
+	want.WriteString("the end\n")
+	n, err := s.Compose(ctx, "exports/1/file.csv", pieces)
+	if err != nil || n != int64(want.Len()) {
+		t.Fatalf("compose: %d bytes, %v; want %d", n, err, want.Len())
+	}
+	f, err := s.Open(ctx, "exports/1/file.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(f)
+	f.Close()
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("the composed file differs (%d bytes, want %d)", len(got), want.Len())
+	}
+	// The header must join 5 MiB to stand as a part: the first payload is
+	// uploaded with it; the second and third are copied on the server.
+	if uploaded := fake.Uploaded.Load() - uploadedBefore; uploaded > 7<<20 {
+		t.Fatalf("the client uploaded %d bytes of a %d-byte file: the large parts were not copied on the server", uploaded, want.Len())
+	}
+	if fake.PartCopyBytes.Load() < 12<<20 {
+		t.Fatalf("the server copied %d bytes, want the two later payloads at least", fake.PartCopyBytes.Load())
+	}
+	if left, _ := s.List(ctx, "exports/1/"); len(left) != 1 {
+		t.Fatalf("temporary objects left: %v", left)
 	}
 }

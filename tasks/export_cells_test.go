@@ -130,9 +130,14 @@ func (b *bundle) readFile(t *testing.T, key string) []byte {
 	return body
 }
 
+// readCSV reads an export's CSV, which must start with the UTF-8 BOM.
 func readCSV(t *testing.T, body []byte) [][]string {
 	t.Helper()
-	recs, err := csv.NewReader(bytes.NewReader(body)).ReadAll()
+	rest, ok := bytes.CutPrefix(body, []byte("\uFEFF"))
+	if !ok {
+		t.Fatalf("the CSV starts %q, not with the UTF-8 BOM", body[:min(len(body), 8)])
+	}
+	recs, err := csv.NewReader(bytes.NewReader(rest)).ReadAll()
 	if err != nil {
 		t.Fatal(err)
 	}

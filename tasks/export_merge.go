@@ -4,6 +4,7 @@ package tasks
 // by copying their bytes (the partitions did the encoding and deflating).
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/csv"
@@ -56,19 +57,27 @@ func mergeExport(ctx context.Context, store storage.Store, db bun.IDB, e *models
 		return 0, fmt.Errorf("%w: %d parts hold %d rows, the partitions wrote %d", errMissingRows, len(parts), inParts, written)
 	}
 	key := fmt.Sprintf("exports/%d/%s-%d.%s", e.ID, e.Kind, e.ID, e.Format)
-	size, sum, err := storeMerged(ctx, store, key, func(w io.Writer) (int64, error) {
-		if e.Format == "csv" {
-			return mergeCSV(ctx, store, parts, k, w, e.BOM)
-		}
-		return mergeXLSX(ctx, store, parts, k, w, xlsxMaxRows, e.CreatedAt)
-	})
+	var size int64
+	var sum string
+	if c, ok := store.(storage.Composer); ok && e.Format == "csv" {
+		// Assembled by the store (S3: the parts copied on the server); no
+		// SHA-256, which would read the whole file once more.
+		size, err = c.Compose(ctx, key, csvPieces(parts, k, e.BOM))
+	} else {
+		size, sum, err = storeMerged(ctx, store, key, func(w io.Writer) (int64, error) {
+			if e.Format == "csv" {
+				return mergeCSV(ctx, store, parts, k, w, e.BOM)
+			}
+			return mergeXLSX(ctx, store, parts, k, w, xlsxMaxRows, e.CreatedAt)
+		})
+	}
 	if err != nil {
 		return 0, fmt.Errorf("store export %d: %w", e.ID, err)
 	}
 	// total_rows was counted before the parts were read; rows added or
 	// changed since make the exact count the one the file holds.
 	if _, err := exec(ctx, db, "record export file", `UPDATE export SET file_key = ?, size_bytes = ?, sha256 = ?, written_rows = ?,
-		total_rows = ?, truncated_cells = ?, modified_at = now() WHERE id = ? AND written_rows <= ?`, key, size, sum, written, written, truncated, e.ID, written); err != nil {
+		total_rows = ?, truncated_cells = ?, modified_at = now() WHERE id = ? AND written_rows <= ?`, key, size, nullIfEmpty(sum), written, written, truncated, e.ID, written); err != nil {
 		return 0, err
 	}
 	return written, nil
@@ -113,6 +122,30 @@ func storeMerged(ctx context.Context, store storage.Store, key string, write fun
 		return 0, "", err
 	}
 	return size, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// csvPieces is a CSV export's file as pieces for a Composer: the BOM and
+// header, then each part's payload where it is stored.
+func csvPieces(parts []storedPart, k exportKind, bom bool) []storage.Piece {
+	var head bytes.Buffer
+	if bom {
+		head.WriteString(utf8BOM)
+	}
+	cw := csv.NewWriter(&head)
+	_ = cw.Write(k.columns) // into memory: no error
+	cw.Flush()
+	pieces := []storage.Piece{{Data: head.Bytes()}}
+	for _, p := range parts {
+		pieces = append(pieces, storage.Piece{Key: p.key, Offset: partHeaderLen, Length: p.payload})
+	}
+	return pieces
+}
+
+func nullIfEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // partsPrefix is where export id's part files are stored.

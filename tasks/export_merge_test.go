@@ -345,3 +345,47 @@ func partHeaders(t testing.TB, store storage.Store, prefix string) []storedPart 
 	}
 	return parts
 }
+
+// TestMergeComposesOnS3: on S3 a CSV export's merge is assembled by the
+// server from the stored parts (UploadPartCopy where a part holds 5 MiB),
+// not read and written again by the worker; the file holds the BOM, the
+// header and every row.
+func TestMergeComposesOnS3(t *testing.T) {
+	ctx := context.Background()
+	db := testenv.NewDB(t)
+	fake := testenv.NewS3(t, "exports")
+	store, err := storage.NewS3(ctx, "s3://exports/p", storage.S3Options{Endpoint: fake.Endpoint, Insecure: true, AccessKey: "k", Secret: "s", Region: "us-east-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := exportKinds["bookings"]
+	const perPart = 75_000 // about 6 MB of CSV: a part S3 copies
+	for p := 0; p < 3; p++ {
+		part := make([][]string, perPart)
+		for i := range part {
+			part[i] = []string{fmt.Sprint(p*perPart + i + 1), "7", "김민지", "3", "COMPLETED", "true", "true", "2026-11-24T01:00:00Z", "2026-11-24T01:50:00Z", ""}
+		}
+		if err := writePart(ctx, store, fmt.Sprintf("exports/50/parts/%020d/%020d.part", p, p), "csv", k, part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO export (id, kind, format, filter_hash, status, total_rows) VALUES (50, 'bookings', 'csv', 'h50', 'RUNNING', ?)`, 3*perPart); err != nil {
+		t.Fatal(err)
+	}
+	uploaded := fake.Uploaded.Load()
+	e := &models.Export{ID: 50, Kind: "bookings", Format: "csv", BOM: true}
+	if _, err := mergeExport(ctx, store, db.DB, e, k, 3*perPart); err != nil {
+		t.Fatal(err)
+	}
+	requireMerged(t, db, store, 50, 3*perPart)
+	f, _ := store.Open(ctx, "exports/50/bookings-50.csv")
+	body, _ := io.ReadAll(f)
+	f.Close()
+	if !bytes.HasPrefix(body, []byte("\uFEFFid,user_id,")) {
+		t.Fatalf("the file starts %q, want the BOM and the header", body[:20])
+	}
+	if fake.PartCopies.Load() == 0 || fake.Uploaded.Load()-uploaded > int64(len(body))/2 {
+		t.Fatalf("%d part copies; the worker uploaded %d of %d bytes: the merge did not copy on the server",
+			fake.PartCopies.Load(), fake.Uploaded.Load()-uploaded, len(body))
+	}
+}

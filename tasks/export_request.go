@@ -35,6 +35,16 @@ type ExportRequest struct {
 	// Force starts a new export even when an identical one finished
 	// within the retention window.
 	Force bool `json:"force"`
+	// BOM says whether a CSV file starts with a UTF-8 byte order mark,
+	// which Excel needs to read Korean right when the file is opened by
+	// double-click; nil means yes. False is for machines that read the
+	// file. XLSX files take no BOM and ignore it.
+	BOM *bool `json:"bom,omitempty"`
+}
+
+// withBOM says whether r's file starts with a UTF-8 byte order mark.
+func (r *ExportRequest) withBOM() bool {
+	return r.Format == "csv" && (r.BOM == nil || *r.BOM)
 }
 
 // Validate checks r and returns its normalized filter JSON and the hash
@@ -74,7 +84,11 @@ func (r *ExportRequest) Validate() (filterJSON []byte, hash string, err error) {
 	}
 	r.Filter = f
 	filterJSON, _ = json.Marshal(f)
-	sum := sha256.Sum256([]byte(r.Kind + "|" + r.Format + "|" + string(filterJSON)))
+	id := r.Kind + "|" + r.Format + "|" + string(filterJSON)
+	if r.Format == "csv" && !r.withBOM() {
+		id += "|nobom" // a different file; the default keeps its old hash
+	}
+	sum := sha256.Sum256([]byte(id))
 	return filterJSON, hex.EncodeToString(sum[:]), nil
 }
 
@@ -108,7 +122,8 @@ func RequestExport(ctx context.Context, db bun.IDB, r ExportRequest, by string, 
 			return nil, false, err
 		}
 	}
-	e := &models.Export{RequestedBy: by, Kind: r.Kind, Format: r.Format, Filter: filterJSON, FilterHash: hash, Status: models.ExportPending}
+	e := &models.Export{RequestedBy: by, Kind: r.Kind, Format: r.Format, Filter: filterJSON, FilterHash: hash, Status: models.ExportPending,
+		BOM: r.withBOM()}
 	res, err := db.NewInsert().Model(e).On("CONFLICT (filter_hash) WHERE status IN ('PENDING', 'RUNNING') DO NOTHING").Returning("*").Exec(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("record export: %w", err)

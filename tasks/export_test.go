@@ -1,6 +1,8 @@
 package tasks_test
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"encoding/csv"
 	"errors"
@@ -13,10 +15,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf16"
 
 	"github.com/xuri/excelize/v2"
 
 	"github.com/passbatch/passbatch/batch"
+	"github.com/passbatch/passbatch/internal/workbook"
 	"github.com/passbatch/passbatch/models"
 	"github.com/passbatch/passbatch/storage"
 	"github.com/passbatch/passbatch/tasks"
@@ -96,10 +100,8 @@ func TestExportCSVAndXLSX(t *testing.T) {
 		}
 		var got [][]string
 		if format == "csv" {
-			recs, err := csv.NewReader(f).ReadAll()
-			if err != nil {
-				t.Fatal(err)
-			}
+			body, _ := io.ReadAll(f)
+			recs := readCSV(t, body)
 			if strings.Join(recs[0], ",") != "id,user_id,user_name,pass_id,status,attended,used_pass,started_at,ended_at,cancelled_at" {
 				t.Fatalf("header %v", recs[0])
 			}
@@ -484,5 +486,69 @@ func TestMergeRepeatedAfterItsCommitFailed(t *testing.T) {
 				t.Fatalf("xlsx: %d rows after a repeated merge, want 12001", len(rows))
 			}
 		}
+	}
+}
+
+// TestExportFilesForKoreanExcel: a CSV starts with a UTF-8 BOM unless the
+// request says bom=false (a different export); an XLSX cell past Excel's
+// 32,767 characters is cut on a character boundary with a marker and the
+// cut is counted in the export's record; the workbook's entries carry the
+// export's time, not the zip epoch.
+func TestExportFilesForKoreanExcel(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{partitions: 2})
+	b.exportData(t, 20)
+	long := strings.Repeat("김", 40_000) // 40,000 UTF-16 units, 120,000 bytes
+	b.exec(t, `UPDATE users SET name = ? WHERE id = 1`, long)
+	ctx := context.Background()
+	read := func(e *models.Export) []byte {
+		f, err := b.store.Open(ctx, *e.FileKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		body, _ := io.ReadAll(f)
+		return body
+	}
+
+	withBOM := b.runExport(t, tasks.ExportRequest{Kind: "bookings", Format: "csv"})
+	if body := read(withBOM); !withBOM.BOM || !strings.HasPrefix(string(body), "\uFEFFid,user_id,") {
+		t.Fatalf("default CSV: bom %v, starts %q; want the UTF-8 BOM", withBOM.BOM, body[:12])
+	} else if !strings.Contains(string(body), long) {
+		t.Fatal("the CSV cut a long name: only XLSX cells have Excel's limit")
+	}
+	plain := b.runExport(t, tasks.ExportRequest{Kind: "bookings", Format: "csv", BOM: new(false)})
+	if body := read(plain); plain.ID == withBOM.ID || plain.BOM || !strings.HasPrefix(string(body), "id,user_id,") {
+		t.Fatalf("bom=false: export %d (default %d), bom %v, starts %q", plain.ID, withBOM.ID, plain.BOM, body[:12])
+	}
+	if int64(len(read(withBOM)))-int64(len(read(plain))) != 3 {
+		t.Fatal("the two CSVs differ by more than the BOM")
+	}
+
+	x := b.runExport(t, tasks.ExportRequest{Kind: "bookings", Format: "xlsx"})
+	if x.TruncatedCells != 10 { // user 1's ten bookings
+		t.Fatalf("truncated_cells %d, want 10", x.TruncatedCells)
+	}
+	body := read(x)
+	zr, err := zip.NewReader(bytes.NewReader(body), int64(len(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range zr.File {
+		if d := f.Modified.Sub(x.CreatedAt); d < -time.Minute || d > time.Minute {
+			t.Fatalf("%s modified %v, the export was made %v", f.Name, f.Modified, x.CreatedAt)
+		}
+	}
+	wb, err := excelize.OpenReader(bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wb.Close()
+	name, _ := wb.GetCellValue("Sheet1", "C2") // booking 1 is user 2's
+	cut, _ := wb.GetCellValue("Sheet1", "C3")
+	if name != "이서준" || !strings.HasSuffix(cut, workbook.CutMarker) || len(utf16.Encode([]rune(cut))) > workbook.MaxCellChars ||
+		!strings.HasPrefix(long, strings.TrimSuffix(cut, workbook.CutMarker)) || len(utf16.Encode([]rune(cut))) < workbook.MaxCellChars-20 {
+		t.Fatalf("C2 %q; C3 %d UTF-16 units ending %q, want at most %d ending %q",
+			name, len(utf16.Encode([]rune(cut))), cut[max(0, len(cut)-20):], workbook.MaxCellChars, workbook.CutMarker)
 	}
 }

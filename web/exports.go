@@ -95,6 +95,9 @@ func (s *server) pageExports(c *fiber.Ctx) error {
 
 func (s *server) pageExportCreate(c *fiber.Ctx) error {
 	req := tasks.ExportRequest{Kind: c.FormValue("kind"), Format: c.FormValue("format"), Force: c.FormValue("force") == "on"}
+	if c.FormValue("nobom") == "on" {
+		req.BOM = new(false)
+	}
 	var err error
 	for _, f := range []struct {
 		name string

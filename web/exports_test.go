@@ -18,10 +18,15 @@ func TestExportFlow(t *testing.T) {
 	b := setup(t, true)
 	body := `{"kind":"bookings","format":"csv","filter":{"status":"completed"}}`
 	st, first, h := b.do(t, nil, call{"export", "admin", "POST", "/api/admin/exports", body, nil, 0, "", ""})
-	if st != 202 || h.Get("Export-Created") != "true" {
+	if st != 202 || h.Get("Export-Created") != "true" || first["bom"] != true {
 		t.Fatalf("request: %d %v", st, first)
 	}
 	id := int64(first["id"].(float64))
+	// bom=false is another file, so another export.
+	if st, plain, h := b.do(t, nil, call{"no bom", "admin", "POST", "/api/admin/exports", strings.TrimSuffix(body, "}") + `,"bom":false}`, nil, 0, "", ""}); st != 202 ||
+		h.Get("Export-Created") != "true" || plain["bom"] != false || int64(plain["id"].(float64)) == id {
+		t.Fatalf("bom=false: %d %v", st, plain)
+	}
 	// The same request while it runs is the same export.
 	if st, again, h := b.do(t, nil, call{"again", "admin", "POST", "/api/admin/exports", body, nil, 0, "", ""}); st != 202 || int64(again["id"].(float64)) != id {
 		t.Fatalf("identical request: %d %v (created %s)", st, again, h.Get("Export-Created"))
@@ -88,8 +93,8 @@ func TestExportFlow(t *testing.T) {
 	}
 	var n int
 	_ = b.db.NewRaw("SELECT count(*) FROM export").Scan(context.Background(), &n)
-	if n != 1 {
-		t.Fatalf("%d exports, want 1", n)
+	if n != 2 {
+		t.Fatalf("%d exports, want 2 (with and without a BOM)", n)
 	}
 }
 

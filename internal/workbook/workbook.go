@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -183,7 +184,7 @@ func writeSheet(ctx context.Context, zw *zip.Writer, n int, cols []Column, parts
 	fh := &zip.FileHeader{Name: fmt.Sprintf("xl/worksheets/sheet%d.xml", n), Method: zip.Deflate,
 		CRC32: crc, UncompressedSize64: uint64(size + tail.Size), CompressedSize64: uint64(compressed + tail.Compressed),
 		Flags: 0x8} // sizes (8 bytes each when zip64) in a data descriptor
-	fh.Modified = modified
+	stamp(fh, modified)
 	out, err := zw.CreateRaw(fh)
 	if err != nil {
 		return 0, fmt.Errorf("workbook: sheet %d: %w", n, err)
@@ -297,4 +298,22 @@ func writeFixed(zw *zip.Writer, sheets int, modified time.Time) error {
 		}
 	}
 	return nil
+}
+
+// stamp sets fh's modification time as zip.Writer.CreateHeader does (MS-DOS
+// date and time, and the extended timestamp readers prefer), which
+// CreateRaw leaves to its caller.
+func stamp(fh *zip.FileHeader, t time.Time) {
+	fh.Modified = t
+	if t.Before(dosEpoch) {
+		t = dosEpoch
+	}
+	fh.ModifiedDate = uint16(t.Day() + int(t.Month())<<5 + (t.Year()-1980)<<9)
+	fh.ModifiedTime = uint16(t.Second()/2 + t.Minute()<<5 + t.Hour()<<11)
+	ext := make([]byte, 9)
+	binary.LittleEndian.PutUint16(ext[0:], 0x5455) // extended timestamp
+	binary.LittleEndian.PutUint16(ext[2:], 5)
+	ext[4] = 1 // the modification time follows
+	binary.LittleEndian.PutUint32(ext[5:], uint32(t.Unix()))
+	fh.Extra = append(fh.Extra, ext...)
 }
