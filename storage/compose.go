@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 
@@ -47,7 +48,7 @@ func (s *S3) compose(ctx context.Context, key string, pieces []Piece) (int64, er
 	if err != nil {
 		return 0, err
 	}
-	c := &composition{s: s, key: key}
+	c := &composition{s: s, key: key, token: rand.Text()[:8]}
 	defer c.removeTemps(context.WithoutCancel(ctx))
 	for _, p := range pieces {
 		if err := c.add(ctx, p); err != nil {
@@ -74,6 +75,7 @@ type composition struct {
 	srcs    []minio.CopySrcOptions
 	pending bytes.Buffer // bytes not yet in a source
 	temps   []string
+	token   string // names this composition's temporary objects
 }
 
 // add takes one piece. A stored range becomes a copy source when what is
@@ -150,7 +152,9 @@ func (c *composition) flush(ctx context.Context) error {
 	if c.pending.Len() == 0 {
 		return nil
 	}
-	tmp := fmt.Sprintf("%s.compose-%d", c.key, len(c.temps))
+	// Named apart from any other composition of the same key running
+	// at once (a repeated merge), which would remove them under it.
+	tmp := fmt.Sprintf("%s.compose-%s-%d", c.key, c.token, len(c.temps))
 	if _, err := c.s.put(ctx, tmp, bytes.NewReader(c.pending.Bytes())); err != nil {
 		return err
 	}
