@@ -2,12 +2,11 @@ package gym
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
-	"github.com/uptrace/bun/dialect/pgdialect"
-
+	"github.com/passbatch/passbatch/internal/database"
 	"github.com/passbatch/passbatch/models"
 )
 
@@ -28,56 +27,101 @@ type Pass struct {
 	Notices []Notice `json:"notices" bun:"-"`
 }
 
-// Passes lists user userID's passes by id, after p.After; an unknown user
-// is ErrNotFound.
+// Passes lists user userID's passes by id, after p.After, with the
+// expiry warnings about each; an unknown user is ErrNotFound.
 func (s *Service) Passes(ctx context.Context, userID int64, p Page) ([]Pass, error) {
-	exists, err := s.DB.NewSelect().Model((*models.User)(nil)).Where("id = ?", userID).Exists(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("find user %d: %w", userID, err)
-	}
-	if !exists {
-		return nil, notFound("user")
-	}
-	out := []Pass{}
-	err = s.DB.NewRaw(`SELECT p.id, p.package_id, k.name AS package_name, p.status, p.remaining_count, p.started_at, p.ended_at, p.expired_at
-		FROM pass p JOIN package k ON k.id = p.package_id
-		WHERE p.user_id = ? AND p.id > ? ORDER BY p.id LIMIT ?`, userID, p.After, p.limit()).Scan(ctx, &out)
-	if err != nil {
-		return nil, fmt.Errorf("list passes: %w", err)
-	}
-	return out, s.passDetails(ctx, userID, out)
+	_, out, err := s.passes(ctx, userID, nil, p)
+	return out, err
 }
 
-// passDetails fills each pass's days left and the notices about it.
-func (s *Service) passDetails(ctx context.Context, userID int64, passes []Pass) error {
-	if len(passes) == 0 {
-		return nil
+// ErrNoSession is a session whose user is gone, not active, or logged out
+// since (another session epoch).
+var ErrNoSession = errors.New("no such session")
+
+// SessionUser is who a session belongs to.
+type SessionUser struct {
+	Name  string
+	Admin bool
+}
+
+// SessionPasses is Passes for the member of a session made at epoch: the
+// same statement checks that the member is active and still at that
+// epoch (ErrNoSession if not), so the members' busiest page costs one
+// round trip.
+func (s *Service) SessionPasses(ctx context.Context, userID int64, epoch int, p Page) (SessionUser, []Pass, error) {
+	return s.passes(ctx, userID, &epoch, p)
+}
+
+// passRow is a row of the passes statement: the user, one of their passes
+// (or none) and one warning about it (or none).
+type passRow struct {
+	UserName string `bun:"user_name"`
+	UserRole string `bun:"user_role"`
+	PassID   *int64 `bun:"pass_id"`
+	Pass     Pass   `bun:"embed:"`
+	Notice   Notice `bun:"embed:n_"`
+}
+
+// passesOfUser reads user $1, the page of their passes after $2 (at most
+// $3) and the warnings about them; passesOfSession only if the user is
+// active ($4) at session epoch $5. Fixed texts: they are prepared once a
+// connection.
+const (
+	passesOfUser = `SELECT u.name AS user_name, u.role AS user_role, p.id AS pass_id,
+		p.id, p.package_id, k.name AS package_name, p.status, p.remaining_count, p.started_at, p.ended_at, p.expired_at,
+		n.id AS n_id, n.event AS n_event, n.text AS n_text, n.sent AS n_sent, n.sent_at AS n_sent_at, n.error AS n_error,
+		n.created_at AS n_created_at,
+		CASE WHEN n.sent THEN 'sent' WHEN n.error IS NOT NULL THEN 'failed' ELSE 'pending' END AS n_delivery, p.id AS n_pass_id
+		FROM users u
+		LEFT JOIN LATERAL (SELECT * FROM pass WHERE user_id = u.id AND id > $2 ORDER BY id LIMIT $3) p ON true
+		LEFT JOIN package k ON k.id = p.package_id
+		LEFT JOIN notification n ON n.user_id = u.id AND n.dedup_key LIKE 'before-expiry:pass:%' AND split_part(n.dedup_key, ':', 3) = p.id::text
+		WHERE u.id = $1`
+	passesOrder     = ` ORDER BY p.id, n.id DESC`
+	passesOfSession = passesOfUser + ` AND u.status = $4 AND u.session_epoch = $5` + passesOrder
+)
+
+// passes reads the user, a page of their passes and the warnings about
+// them in one statement; with epoch set, only an active user at that
+// session epoch counts.
+func (s *Service) passes(ctx context.Context, userID int64, epoch *int, p Page) (SessionUser, []Pass, error) {
+	q, args := passesOfUser+passesOrder, []any{userID, p.After, p.limit()}
+	if epoch != nil {
+		q, args = passesOfSession, append(args, models.UserActive, *epoch)
 	}
-	ids := make([]string, len(passes))
-	for i, p := range passes {
-		ids[i] = strconv.FormatInt(p.ID, 10)
+	var rows []passRow
+	if err := database.QueryPrepared(ctx, s.DB, &rows, q, args...); err != nil {
+		return SessionUser{}, nil, fmt.Errorf("list passes of user %d: %w", userID, err)
 	}
-	var notices []Notice
-	if err := s.DB.NewRaw(`SELECT `+noticeColumns+` FROM notification n
-		WHERE n.user_id = ? AND n.dedup_key LIKE 'before-expiry:pass:%' AND split_part(n.dedup_key, ':', 3) = ANY(?)
-		ORDER BY n.id DESC`, userID, pgdialect.Array(ids)).Scan(ctx, &notices); err != nil {
-		return fmt.Errorf("notices about passes: %w", err)
+	if len(rows) == 0 {
+		if epoch != nil {
+			return SessionUser{}, nil, ErrNoSession
+		}
+		return SessionUser{}, nil, notFound("user")
 	}
-	about := map[int64][]Notice{}
-	for _, n := range notices {
-		about[*n.PassID] = append(about[*n.PassID], n)
-	}
+	who := SessionUser{Name: rows[0].UserName, Admin: rows[0].UserRole == models.RoleAdmin}
+	out := []Pass{}
 	today := dayOf(s.now())
-	for i := range passes {
-		p := &passes[i]
-		p.Notices = append([]Notice{}, about[p.ID]...)
-		if p.EndedAt != nil && p.Status != models.PassExpired {
-			if d := int(dayOf(*p.EndedAt).Sub(today).Hours() / 24); d >= 0 {
-				p.DaysLeft = &d
+	for _, r := range rows {
+		if r.PassID == nil {
+			continue // a user without passes (on this page)
+		}
+		if len(out) == 0 || out[len(out)-1].ID != *r.PassID {
+			out = append(out, r.Pass)
+			last := &out[len(out)-1]
+			last.Notices = []Notice{}
+			if last.EndedAt != nil && last.Status != models.PassExpired {
+				if d := int(dayOf(*last.EndedAt).Sub(today).Hours() / 24); d >= 0 {
+					last.DaysLeft = &d
+				}
 			}
 		}
+		if r.Notice.ID != 0 {
+			last := &out[len(out)-1]
+			last.Notices = append(last.Notices, r.Notice)
+		}
 	}
-	return nil
+	return who, out, nil
 }
 
 // dayOf is t's date in the gym's zone, as midnight UTC (for counting days).

@@ -16,6 +16,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/passbatch/passbatch/internal/database"
 	"github.com/passbatch/passbatch/models"
 )
 
@@ -69,9 +70,21 @@ func (s *server) readSession(v string, now time.Time) (id int64, epoch int, ok b
 	return id, epoch, true
 }
 
-// authenticate finds the request's identity: the admin bearer token, or a
-// valid session of an active user whose epoch still matches. It never
-// fails the request itself.
+// claim is a session cookie whose signature and expiry hold. Whether its
+// user is still active at its epoch is asked of the database once, when
+// who first needs it, or by the statement that also reads the page's
+// data (the members' passes), so a request costs one round trip.
+type claim struct {
+	userID  int64
+	epoch   int
+	checked bool
+	id      *identity // when checked: nil if the session is over
+	err     error     // when checked: the database's failure, if any
+}
+
+// authenticate finds the request's identity: the admin bearer token, or
+// the claim of a validly signed, unexpired session cookie (checked
+// against the database later, see claim). It never fails the request.
 func (s *server) authenticate(c *fiber.Ctx) error {
 	if h := c.Get(fiber.HeaderAuthorization); h != "" {
 		tok, ok := strings.CutPrefix(h, "Bearer ")
@@ -84,28 +97,72 @@ func (s *server) authenticate(c *fiber.Ctx) error {
 	}
 	if v := c.Cookies(s.cookies.session); v != "" {
 		if id, epoch, ok := s.readSession(v, s.o.Now()); ok {
-			var u models.User
-			err := s.o.DB.NewSelect().Model(&u).Where("id = ? AND status = ? AND session_epoch = ?", id, models.UserActive, epoch).
-				Scan(c.UserContext())
-			if err == nil {
-				c.Locals("id", &identity{UserID: u.ID, Name: u.Name, Admin: u.Role == models.RoleAdmin})
-			} else if !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
+			c.Locals("claim", &claim{userID: id, epoch: epoch})
+			c.Locals("server", s)
 		}
 	}
 	return c.Next()
 }
 
+// checkSession asks the database whether cl's user is active at its epoch.
+func (s *server) checkSession(ctx context.Context, cl *claim) (*identity, error) {
+	// Every authenticated request asks this: prepared once a connection.
+	var us []models.User
+	if err := database.QueryPrepared(ctx, s.o.DB, &us, `SELECT id, name, role FROM users WHERE id = $1 AND status = $2 AND session_epoch = $3`,
+		cl.userID, models.UserActive, cl.epoch); err != nil {
+		return nil, fmt.Errorf("check session: %w", err)
+	}
+	if len(us) == 0 {
+		return nil, nil
+	}
+	return &identity{UserID: us[0].ID, Name: us[0].Name, Admin: us[0].Role == models.RoleAdmin}, nil
+}
+
+// claimOf is the request's unchecked session claim, or nil.
+func claimOf(c *fiber.Ctx) *claim {
+	cl, _ := c.Locals("claim").(*claim)
+	if cl == nil || cl.checked {
+		return nil
+	}
+	return cl
+}
+
+// settle records what the database said about the request's claim.
+func settle(c *fiber.Ctx, cl *claim, id *identity, err error) {
+	cl.checked, cl.id, cl.err = true, id, err
+	if id != nil {
+		c.Locals("id", id)
+	}
+}
+
+// who is the request's identity, or nil; a session is checked against the
+// database on the first call.
 func who(c *fiber.Ctx) *identity {
-	id, _ := c.Locals("id").(*identity)
-	return id
+	if id, ok := c.Locals("id").(*identity); ok {
+		return id
+	}
+	if cl := claimOf(c); cl != nil {
+		s := c.Locals("server").(*server)
+		id, err := s.checkSession(c.UserContext(), cl)
+		settle(c, cl, id, err)
+		return id
+	}
+	return nil
+}
+
+// authError is why a request has no identity: the database's failure to
+// check its session, or errUnauthenticated.
+func authError(c *fiber.Ctx) error {
+	if cl, _ := c.Locals("claim").(*claim); cl != nil && cl.err != nil {
+		return cl.err
+	}
+	return errUnauthenticated
 }
 
 // requireUser lets authenticated requests through (401 otherwise).
 func requireUser(c *fiber.Ctx) error {
 	if who(c) == nil {
-		return errUnauthenticated
+		return authError(c)
 	}
 	return c.Next()
 }
@@ -114,7 +171,7 @@ func requireUser(c *fiber.Ctx) error {
 func requireAdmin(c *fiber.Ctx) error {
 	id := who(c)
 	if id == nil {
-		return errUnauthenticated
+		return authError(c)
 	}
 	if !id.Admin {
 		return errForbidden

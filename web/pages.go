@@ -135,6 +135,9 @@ func loginRedirect(c *fiber.Ctx) error {
 // requireUserPage sends visitors without a session to /login.
 func requireUserPage(c *fiber.Ctx) error {
 	if who(c) == nil {
+		if err := authError(c); err != errUnauthenticated {
+			return err
+		}
 		return loginRedirect(c)
 	}
 	return c.Next()
@@ -143,6 +146,9 @@ func requireUserPage(c *fiber.Ctx) error {
 func (s *server) requireAdminPage(c *fiber.Ctx) error {
 	id := who(c)
 	if id == nil {
+		if err := authError(c); err != errUnauthenticated {
+			return err
+		}
 		return loginRedirect(c)
 	}
 	if !id.Admin {
@@ -176,7 +182,7 @@ func (s *server) pageRoutes(app *fiber.App) {
 		}
 		return c.Redirect("/login")
 	})
-	pages.Get("/me/passes", requireUserPage, s.pagePasses)
+	pages.Get("/me/passes", s.pagePasses) // checks the session itself
 	pages.Get("/lang/:lang", s.pageLang)
 	admin := pages.Group("/admin", s.requireAdminPage)
 	s.productPageRoutes(pages, admin)

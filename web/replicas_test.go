@@ -135,18 +135,25 @@ func TestTwoReplicas(t *testing.T) {
 		if session == nil {
 			t.Fatal("no session cookie")
 		}
-		get := func(base string) int {
-			req, _ := http.NewRequest("GET", base+"/api/admin/packages", nil)
+		noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		status := func(base, path string) int {
+			req, _ := http.NewRequest("GET", base+path, nil)
 			req.AddCookie(session)
-			r, err := http.DefaultClient.Do(req)
+			r, err := noRedirect.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			r.Body.Close()
 			return r.StatusCode
 		}
+		get := func(base string) int { return status(base, "/api/admin/packages") }
 		if st := get(apiB); st != 200 {
 			t.Fatalf("the session from A at B: %d, want 200", st)
+		}
+		// The members' pages check the session in the statement that
+		// reads their data: it must end there too.
+		if a, p := status(apiB, "/api/me/passes"), status(apiB, "/me/passes"); a != 200 || p != 200 {
+			t.Fatalf("the session's passes at B: API %d, page %d, want 200", a, p)
 		}
 		req, _ := http.NewRequest("POST", apiA+"/api/logout", strings.NewReader("{}"))
 		req.Header.Set("Content-Type", "application/json")
@@ -159,6 +166,9 @@ func TestTwoReplicas(t *testing.T) {
 		r.Body.Close()
 		if st := get(apiB); st != 401 {
 			t.Fatalf("a copy of the cookie logged out through A still works at B: %d, want 401", st)
+		}
+		if a, p := status(apiB, "/api/me/passes"), status(apiB, "/me/passes"); a != 401 || p != 302 {
+			t.Fatalf("passes with the logged-out cookie at B: API %d, page %d, want 401 and a redirect to log in", a, p)
 		}
 	})
 }
