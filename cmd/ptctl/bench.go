@@ -59,6 +59,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	apiBin := fs.String("api-bin", "bin/api", "the cmd/api binary (empty: skip the api load)")
 	sample := fs.Int("naive-sample", 20_000, "items for each one-task-per-item run")
 	notices := fs.Int("notices", 100_000, "classes starting in one minute for notify-before-class")
+	apiSeconds := fs.Float64("api-seconds", 8, "seconds each api route is loaded under each generator")
+	apiExecutions := fs.Int("api-executions", 100_000, "job executions in the repository while the admin pages are loaded")
 	only := fs.String("only", "", "comma-separated scenarios to run ("+strings.Join(bench.Scenarios, ", ")+"); empty runs all")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -71,7 +73,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if *users < 1 || *bookings < 0 || *sample < 1 || *notices < 1 {
+	if *users < 1 || *bookings < 0 || *sample < 1 || *notices < 1 || *apiSeconds <= 0 || *apiExecutions < 1 {
 		return usageErr("bench: sizes must be positive")
 	}
 	if _, err := os.Stat(*workerBin); err != nil {
@@ -95,7 +97,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	rep, err := bench.Run(ctx, bench.Options{
 		DatabaseURL: cfg.DatabaseURL, RedisURL: cfg.RedisURL, Users: *users, Bookings: *bookings, Workers: ws,
-		WorkerBin: wb, APIBin: ab, SelfBin: self, NaiveSample: *sample, Notices: *notices, Progress: stderr, Only: scenarios,
+		WorkerBin: wb, APIBin: ab, SelfBin: self, NaiveSample: *sample, Notices: *notices, APISeconds: *apiSeconds, APIExecutions: *apiExecutions, Progress: stderr, Only: scenarios,
 	})
 	if err != nil {
 		return err

@@ -52,6 +52,12 @@ type Options struct {
 	NaiveSample int
 	// Notices is the notify-before-class load. Default 100,000.
 	Notices int
+	// APISeconds is how long each load of an api route is measured
+	// (after a second's warm-up). Default 8.
+	APISeconds float64
+	// APIExecutions is how many job executions are loaded into the
+	// repository before the admin pages are. Default 100,000.
+	APIExecutions int
 	// Progress receives progress lines. Default os.Stderr.
 	Progress io.Writer
 	// Only, when not empty, names the scenarios to run (use-passes,
@@ -177,9 +183,9 @@ func (r *runner) runScenarios(ctx context.Context, rep *Report) error {
 		}
 	}
 	if o.APIBin != "" && o.runs("api") {
-		r.log("api: GET /api/me/passes from 200 users at once")
+		r.log("api: %d job executions in the repository, then each route under each load", o.APIExecutions)
 		var err error
-		if rep.API, err = r.apiLoad(ctx, 200, 25); err != nil {
+		if rep.API, err = r.apiLoad(ctx); err != nil {
 			return fmt.Errorf("api load: %w", err)
 		}
 	}
@@ -202,6 +208,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	if o.Notices == 0 {
 		o.Notices = 100_000
+	}
+	if o.APISeconds == 0 {
+		o.APISeconds = 8
+	}
+	if o.APIExecutions == 0 {
+		o.APIExecutions = 100_000
 	}
 	if o.Progress == nil {
 		o.Progress = os.Stderr

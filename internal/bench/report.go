@@ -80,8 +80,7 @@ func WriteMarkdown(w io.Writer, rep *Report, command string) error {
 			fc.Rows, len(fc.Each), fc.P50.Round(time.Millisecond), fc.Max.Round(time.Millisecond), strings.Join(each, ", "))
 	}
 	if a := rep.API; a != nil {
-		fmt.Fprintf(&b, "\n## The api under load\n\nGET /api/me/passes, %d logged-in users at once, %d requests: p50 %.1f ms, p99 %.1f ms, %.0f requests/s; api peak RSS %.0f MB.\n",
-			a.Clients, a.Requests, float64(a.P50.Microseconds())/1000, float64(a.P99.Microseconds())/1000, a.PerSec, a.PeakRSSMB)
+		writeAPI(&b, a)
 	}
 	if len(rep.Profiles) > 0 {
 		fmt.Fprintf(&b, "\n## Where Postgres spent its time (pg_stat_statements, top 6 per run)\n")
@@ -94,4 +93,18 @@ func WriteMarkdown(w io.Writer, rep *Report, command string) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeAPI writes the api section: a row per route and load.
+func writeAPI(b *strings.Builder, a *APIResult) {
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
+	fmt.Fprintf(b, "\n## The api under load\n\nThe api process, Postgres and the load generator on the same machine; members send their session cookie, admins the admin token; /admin/jobs over %d job executions. Closed loop: each user sends its next request when the last is answered. Open loop: requests arrive at a fixed rate whatever the answers, so the latencies include queueing. Each measured after a second's warm-up.\n\n", a.Executions)
+	fmt.Fprintf(b, "| route | load | requests | requests/s | p50 ms | p99 ms | p99.9 ms | errors |\n|---|---|---|---|---|---|---|---|\n")
+	for _, r := range a.Routes {
+		fmt.Fprintf(b, "| `GET %s` | %s | %d | %.0f | %s | %s | %s | %d |\n", r.Route, r.Load, r.Requests, r.PerSec, ms(r.P50), ms(r.P99), ms(r.P999), r.Errors)
+	}
+	fmt.Fprintf(b, "\napi peak RSS over all of them: %.0f MB.\n", a.PeakRSSMB)
+	for _, n := range a.Notes {
+		fmt.Fprintf(b, "\n%s.\n", n)
+	}
 }
