@@ -61,6 +61,9 @@ type Config struct {
 	// across the fleet (PARTITIONS_AT_ONCE): about the cores of Postgres.
 	// Default 4.
 	PartitionsAtOnce int
+	// DBMaxConns bounds each process's Postgres pool (DB_MAX_CONNS).
+	// Default 4 x WorkerConcurrency.
+	DBMaxConns int
 	// MetricsAddr is where a worker serves /metrics; empty disables it. Default "".
 	MetricsAddr string
 	// LogLevel is debug, info, warn or error. Default info.
@@ -341,7 +344,8 @@ func loadSchedule(c *Config, get func(string) string, need Need) error {
 	return nil
 }
 
-// loadWorkers reads NOTIFY_WEBHOOK_URL, WORKER_CONCURRENCY and PARTITIONS.
+// loadWorkers reads NOTIFY_WEBHOOK_URL, WORKER_CONCURRENCY, DB_MAX_CONNS,
+// PARTITIONS and PARTITIONS_AT_ONCE.
 func loadWorkers(c *Config, get func(string) string, need Need) error {
 	if c.NotifyWebhookURL != "" {
 		if u, err := url.Parse(c.NotifyWebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -364,6 +368,14 @@ func loadWorkers(c *Config, get func(string) string, need Need) error {
 			return &Error{"PARTITIONS", "want auto or a whole number from 1 to 1024"}
 		}
 		c.Partitions = n
+	}
+	c.DBMaxConns = 4 * c.WorkerConcurrency
+	if v := get("DB_MAX_CONNS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return &Error{"DB_MAX_CONNS", "want a whole number from 1 to 1000"}
+		}
+		c.DBMaxConns = n
 	}
 	c.PartitionsAtOnce = 4
 	if v := get("PARTITIONS_AT_ONCE"); v != "" {

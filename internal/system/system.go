@@ -65,7 +65,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, appName stri
 	}
 	s.Metrics.MustRegister(ProcessCollectors()...)
 	db, err := database.Open(ctx, cfg.DatabaseURL, database.Options{
-		MaxOpenConns: 4 * cfg.WorkerConcurrency, ApplicationName: appName,
+		MaxOpenConns: cfg.DBMaxConns, ApplicationName: appName,
 		Session: database.SessionLimits{
 			IdleInTransaction: cfg.Fleet.IdleInTransactionTimeout, Lock: cfg.Fleet.LockTimeout, Statement: cfg.Fleet.StatementTimeout,
 		},
