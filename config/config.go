@@ -119,6 +119,9 @@ type Web struct {
 	// "loopback" (default: only when METRICS_ADDR is a loopback address),
 	// "on" or "off" (PPROF).
 	Pprof string
+	// BookingCancelCutoff is how long before a class a member can still
+	// cancel a booking (BOOKING_CANCEL_CUTOFF). Default 1h.
+	BookingCancelCutoff time.Duration
 }
 
 // publishedSecrets are pieces of the example secrets in this repository's
@@ -454,6 +457,14 @@ func loadWeb(get func(string) string, c Config) (Web, error) {
 		w.Pprof = v
 	default:
 		return w, &Error{"PPROF", "want loopback, on or off"}
+	}
+	w.BookingCancelCutoff = time.Hour
+	if v := get("BOOKING_CANCEL_CUTOFF"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > 7*24*time.Hour {
+			return w, &Error{"BOOKING_CANCEL_CUTOFF", "want a duration from 0s to 168h, e.g. 1h"}
+		}
+		w.BookingCancelCutoff = d
 	}
 	return w, nil
 }

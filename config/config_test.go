@@ -58,6 +58,7 @@ func TestLoad(t *testing.T) {
 		{name: "bad redrive limit", change: map[string]string{"REDRIVE_LIMIT": "0"}, wantVar: "REDRIVE_LIMIT"},
 		{name: "bad repository retention", change: map[string]string{"REPOSITORY_RETENTION": "ninety days"}, wantVar: "REPOSITORY_RETENTION"},
 		{name: "bad pprof", change: map[string]string{"PPROF": "yes"}, wantVar: "PPROF"},
+		{name: "bad cutoff", change: map[string]string{"BOOKING_CANCEL_CUTOFF": "-1h"}, wantVar: "BOOKING_CANCEL_CUTOFF"},
 		{name: "bad pool", change: map[string]string{"DB_MAX_CONNS": "0"}, wantVar: "DB_MAX_CONNS"},
 	}
 	for _, tt := range tests {

@@ -17,6 +17,12 @@ type Booking struct {
 	StartedAt   time.Time  `bun:"started_at" json:"started_at"`
 	EndedAt     time.Time  `bun:"ended_at" json:"ended_at"`
 	CancelledAt *time.Time `bun:"cancelled_at" json:"cancelled_at"`
+	// ClassID and the class's title, trainer and place: for a booking made
+	// on the timetable (none for one recorded otherwise).
+	ClassID    *int64 `bun:"class_id" json:"class_id"`
+	ClassTitle string `bun:"class_title" json:"class_title,omitempty"`
+	Trainer    string `bun:"trainer" json:"trainer,omitempty"`
+	Place      string `bun:"place" json:"place,omitempty"`
 }
 
 // Bookings lists user userID's bookings newest first (by id), before the id
@@ -31,8 +37,9 @@ func (s *Service) Bookings(ctx context.Context, userID int64, p Page) ([]Booking
 }
 
 // bookingColumns selects a Booking.
-const bookingColumns = `b.id, b.pass_id, k.name AS package_name, b.status, b.attended, b.used_pass, b.started_at, b.ended_at, b.cancelled_at
-	FROM booking b JOIN pass s ON s.id = b.pass_id JOIN package k ON k.id = s.package_id`
+const bookingColumns = `b.id, b.pass_id, k.name AS package_name, b.status, b.attended, b.used_pass, b.started_at, b.ended_at, b.cancelled_at,
+	b.class_id, coalesce(c.title, '') AS class_title, coalesce(c.trainer, '') AS trainer, coalesce(c.place, '') AS place
+	FROM booking b JOIN pass s ON s.id = b.pass_id JOIN package k ON k.id = s.package_id LEFT JOIN class c ON c.id = b.class_id`
 
 // UpcomingClasses lists user userID's booked classes that start after
 // now, soonest first (at most 100).

@@ -44,6 +44,8 @@ const (
 const (
 	EventBeforeClass  = "BEFORE_CLASS"
 	EventBeforeExpiry = "BEFORE_EXPIRY"
+	// EventClassCancelled tells a booked member their class was cancelled.
+	EventClassCancelled = "CLASS_CANCELLED"
 )
 
 // Timestamps are the created_at/modified_at pair every domain table has.

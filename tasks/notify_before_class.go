@@ -19,7 +19,8 @@ const ClassNoticeWindow = 10 * time.Minute
 //  1. create: READY bookings starting in (run.at, run.at + 10 min] get one
 //     BEFORE_CLASS notification each (dedup_key before-class:booking:<id>;
 //     overlapping windows of runs a minute apart create nothing twice);
-//  2. send: unsent BEFORE_CLASS notifications go out (see sendStep); when
+//  2. send: unsent BEFORE_CLASS notifications, and the CLASS_CANCELLED ones
+//     an admin's cancellation recorded, go out (see sendStep); when
 //     none did, the step and the job end with exit status NOOP.
 func NotifyBeforeClassJob(d Deps) *batch.Job {
 	filter := func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery {
@@ -53,7 +54,7 @@ func NotifyBeforeClassJob(d Deps) *batch.Job {
 				},
 			}),
 			// Nothing to send ends the job with exit status NOOP.
-			sendStep(d, "send", models.EventBeforeClass).WithListeners(batch.ExitStatus(batch.NoopWhenNothingWritten)),
+			sendStep(d, "send", models.EventBeforeClass, models.EventClassCancelled).WithListeners(batch.ExitStatus(batch.NoopWhenNothingWritten)),
 		},
 	}
 }

@@ -21,7 +21,7 @@ type outgoing struct {
 	Text     string    `bun:"text"`
 }
 
-// sendStep sends the unsent notifications of one event through the
+// sendStep sends the unsent notifications of events through the
 // notifier, partitioned by id. The processor sends (8 at a time, outside
 // any transaction); the writer marks the sent ones in the short chunk
 // transaction — after the receiver accepted them, so delivery is
@@ -30,9 +30,9 @@ type outgoing struct {
 // skipped with the reason and marked with it, so it is not sent again; a
 // 5xx or timeout (*notify.TransientError) is retried three times, then
 // fails the step (the next run sends what is left).
-func sendStep(d Deps, name, event string) *batch.Step {
+func sendStep(d Deps, name string, events ...string) *batch.Step {
 	filter := func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery {
-		return q.Where("sent = false AND error IS NULL AND event = ?", event)
+		return q.Where("sent = false AND error IS NULL AND event IN (?)", bun.In(events))
 	}
 	return batch.NewChunk(name, batch.ChunkStep[outgoing, outgoing]{
 		Reader: batch.KeysetReader[outgoing]{

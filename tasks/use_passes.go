@@ -19,8 +19,9 @@ type usage struct {
 	PassID int64 `bun:"pass_id"`
 }
 
-// UsePassesJob declares use-passes: COMPLETED bookings with ended_at <=
-// run.at not yet deducted take one use from their pass (none from an
+// UsePassesJob declares use-passes: the bookings of classes that ended by
+// run.at become COMPLETED (step complete), then COMPLETED bookings with
+// ended_at <= run.at not yet deducted take one use from their pass (none from an
 // unlimited one) and are marked used_pass, in the chunk's transaction.
 // Many bookings of one pass in a chunk each count. A pass is never driven
 // below zero: the CHECK refuses the chunk's write, the engine retries it
@@ -43,7 +44,7 @@ func UsePassesJob(d Deps) *batch.Job {
 		Description: "이용권 차감: deduct a use for each class that ended",
 		Prepare:     prepareRunAt,
 		Parameters:  []batch.ParamSpec{},
-		Flow: []batch.Node{batch.NewChunk("deduct", batch.ChunkStep[usage, usage]{
+		Flow: []batch.Node{batch.NewTasklet("complete", completeClasses), batch.NewChunk("deduct", batch.ChunkStep[usage, usage]{
 			Reader: batch.KeysetReader[usage]{
 				Column: "pass_id", Then: "id", Group: true,
 				Query: func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery {
@@ -63,6 +64,17 @@ func UsePassesJob(d Deps) *batch.Job {
 			}},
 		})},
 	}
+}
+
+// completeClasses marks COMPLETED the READY bookings of classes that ended
+// by run.at, one statement: a class on the timetable costs a use whether
+// the member came or not (attendance is the admin's record, for the
+// statistics). Bookings recorded without a class are left as they are.
+func completeClasses(ctx context.Context, tx bun.Tx, sc *batch.StepContext) (batch.RepeatStatus, error) {
+	n, err := exec(ctx, tx, "complete the bookings of ended classes", `UPDATE booking SET status = 'COMPLETED', modified_at = now()
+		WHERE status = 'READY' AND class_id IS NOT NULL AND ended_at <= ?`, runAt(sc))
+	sc.Counts.Read, sc.Counts.Write = n, n
+	return batch.Finished, err
 }
 
 // deductUses takes one use per booking from its pass and marks the

@@ -62,6 +62,7 @@ func TestExecutionPage(t *testing.T) {
 	_, body := get(t, admin, b.url+"/api/admin/executions/"+itoa(id))
 	var d struct {
 		Steps []struct {
+			Name           string   `json:"step_name"`
 			ItemsPerSecond *float64 `json:"items_per_second"`
 			Partitions     []struct {
 				Key      string  `json:"partition_key"`
@@ -70,8 +71,13 @@ func TestExecutionPage(t *testing.T) {
 			} `json:"partitions"`
 		} `json:"steps"`
 	}
-	if err := json.Unmarshal([]byte(body), &d); err != nil || len(d.Steps) != 1 || len(d.Steps[0].Partitions) != 4 || d.Steps[0].ItemsPerSecond == nil {
+	// use-passes: complete (a tasklet), then deduct (partitioned).
+	if err := json.Unmarshal([]byte(body), &d); err != nil || len(d.Steps) != 2 || d.Steps[1].Name != "deduct" {
 		t.Fatalf("API detail: %v %s", err, body[:min(len(body), 300)])
+	}
+	d.Steps = d.Steps[1:]
+	if len(d.Steps[0].Partitions) != 4 || d.Steps[0].ItemsPerSecond == nil {
+		t.Fatalf("API detail of deduct: %s", body[:min(len(body), 600)])
 	}
 	for _, p := range d.Steps[0].Partitions {
 		if p.Key == "" || p.Progress != 1 || p.Worker == "" {

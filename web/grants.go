@@ -57,15 +57,9 @@ func (s *server) grantRoutes(a fiber.Router) {
 // apiGrant grants with the request's Idempotency-Key, scoped by who asks
 // and the route (not its spelling: /API/admin/grants/ is the same route).
 func (s *server) apiGrant(c *fiber.Ctx, req tasks.GrantRequest) error {
-	var idem *gym.Idempotency
-	if key := strings.TrimSpace(c.Get("Idempotency-Key")); key != "" {
-		if len(key) > 200 {
-			return invalid("Idempotency-Key", "at most 200 characters")
-		}
-		id := who(c)
-		sum := sha256.Sum256(c.Body())
-		idem = &gym.Idempotency{Key: key, RequestHash: hex.EncodeToString(sum[:]),
-			Scope: fmt.Sprintf("%s %s user:%d token:%t", c.Method(), c.Route().Path, id.UserID, id.Token)}
+	idem, err := idempotencyOf(c)
+	if err != nil {
+		return err
 	}
 	g, replay, err := s.gym.Grant(c.UserContext(), req, idem)
 	if err != nil {
@@ -77,6 +71,23 @@ func (s *server) apiGrant(c *fiber.Ctx, req tasks.GrantRequest) error {
 		return c.Status(fiber.StatusAccepted).Send(replay)
 	}
 	return c.Status(fiber.StatusAccepted).JSON(g)
+}
+
+// idempotencyOf is the request's Idempotency-Key, scoped by who asks and
+// the route (not its spelling: /API/admin/grants/ is the same route), with
+// the hash of its body; nil without one.
+func idempotencyOf(c *fiber.Ctx) (*gym.Idempotency, error) {
+	key := strings.TrimSpace(c.Get("Idempotency-Key"))
+	if key == "" {
+		return nil, nil
+	}
+	if len(key) > 200 {
+		return nil, invalid("Idempotency-Key", "at most 200 characters")
+	}
+	id := who(c)
+	sum := sha256.Sum256(c.Body())
+	return &gym.Idempotency{Key: key, RequestHash: hex.EncodeToString(sum[:]),
+		Scope: fmt.Sprintf("%s %s user:%d token:%t", c.Method(), c.Route().Path, id.UserID, id.Token)}, nil
 }
 
 func (s *server) pageBulk(c *fiber.Ctx) error {

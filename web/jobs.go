@@ -131,11 +131,22 @@ func historyFilter(c *fiber.Ctx) (batch.ExecutionFilter, error) {
 	if f.Status != "" && !contains(statuses, f.Status) {
 		return f, invalid("status", "an execution status such as COMPLETED")
 	}
+	var err error
+	if f.From, f.To, err = queryRange(c); err != nil {
+		return f, err
+	}
+	f.Before, _ = strconv.ParseInt(c.Query("before"), 10, 64)
+	return f, nil
+}
+
+// queryRange reads the query's from and to: dates in the gym's zone (to
+// means the end of that day) or RFC 3339 times; zero when absent.
+func queryRange(c *fiber.Ctx) (from, to time.Time, err error) {
 	for _, b := range []struct {
 		name string
 		into *time.Time
 		next bool // a date means the end of that day
-	}{{"from", &f.From, false}, {"to", &f.To, true}} {
+	}{{"from", &from, false}, {"to", &to, true}} {
 		v := c.Query(b.name)
 		if v == "" {
 			continue
@@ -148,11 +159,10 @@ func historyFilter(c *fiber.Ctx) (batch.ExecutionFilter, error) {
 			}
 			*b.into = t
 		} else {
-			return f, invalid(b.name, "a date (2026-12-01) or an RFC 3339 time")
+			return from, to, invalid(b.name, "a date (2026-12-01) or an RFC 3339 time")
 		}
 	}
-	f.Before, _ = strconv.ParseInt(c.Query("before"), 10, 64)
-	return f, nil
+	return from, to, nil
 }
 
 func (s *server) pageJobs(c *fiber.Ctx) error {

@@ -69,6 +69,10 @@ type Options struct {
 	// FailoverAfter is how recent a worker's heartbeat must be for a
 	// recover to count it alive (FAILOVER_AFTER). Default 5s.
 	FailoverAfter time.Duration
+	// BookingCancelCutoff is how long before a class its booking can be
+	// cancelled (BOOKING_CANCEL_CUTOFF, default 1h there). Zero: until it
+	// starts.
+	BookingCancelCutoff time.Duration
 	// Draining, once true, makes /readyz answer 503 so a load balancer
 	// stops sending requests while the server drains. Nil: never.
 	Draining *atomic.Bool
@@ -93,6 +97,7 @@ func New(o Options) *fiber.App {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+
 	if o.RedisClient == nil && o.Redis != nil {
 		o.RedisClient, _ = o.Redis.MakeRedisClient().(redis.UniversalClient)
 	}
@@ -129,6 +134,7 @@ func (s *server) apiRoutes(r fiber.Router) {
 	r.Post("/logout", s.apiLogout)
 	s.passRoutes(r)
 	s.meRoutes(r)
+	s.classRoutes(r)
 	a := r.Group("/admin", requireAdmin)
 	s.packageRoutes(a)
 	s.memberRoutes(a)
@@ -136,4 +142,5 @@ func (s *server) apiRoutes(r fiber.Router) {
 	s.statisticsRoutes(a)
 	s.jobRoutes(a)
 	s.exportRoutes(a)
+	s.adminClassRoutes(a)
 }

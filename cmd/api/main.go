@@ -53,7 +53,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Engine: sys.Engine, Client: sys.Client, Redis: sys.Redis, RedisClient: sys.RedisClient, Store: sys.Store,
 		AdminToken: m.Config.AdminToken, SessionSecret: m.Config.SessionSecret,
 		CookieSecure: w.CookieSecure, TrustedProxies: w.TrustedProxies, AsynqmonWritable: !w.AsynqmonReadOnly,
-		Draining: &m.draining, FailoverAfter: m.Config.Fleet.FailoverAfter,
+		Draining: &m.draining, FailoverAfter: m.Config.Fleet.FailoverAfter, BookingCancelCutoff: w.BookingCancelCutoff,
 	})
 	ln, err := net.Listen("tcp", m.Config.HTTPAddr)
 	if err != nil {
