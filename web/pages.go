@@ -46,6 +46,12 @@ var dict = map[string]map[string]string{
 		"notStarted": "아직 시작 전입니다", "lastUse": "마지막 1회 남음", "endsToday": "오늘 종료", "noticesAboutPass": "이 이용권 관련 알림", "whyUse": "차감 내역은 내 수업에서 볼 수 있습니다",
 		"groupsOf": "소속 그룹", "joined": "가입", "role": "역할", "inactiveHint": "비활성 회원은 로그인할 수 없고 일괄 지급을 받지 않습니다.", "retireHint": "판매 중지하면 새로 지급할 수 없고, 이미 지급된 이용권은 그대로 쓸 수 있습니다.",
 		"language": "언어",
+		"timetable": "시간표", "book": "예약", "cancelBooking": "예약 취소", "seatsLeft": "남은 자리", "trainer": "강사", "place": "장소",
+		"full": "마감", "bookedIt": "예약함", "classTitle": "수업명", "capacity": "정원", "repeatWeeks": "매주 반복(주)", "date": "날짜",
+		"startTime": "시작 시각", "endTime": "끝 시각", "attendance": "출석", "saveAttendance": "출석 저장", "cancelClass": "수업 취소",
+		"cancelClassHint": "예약한 회원 모두의 예약이 취소되고 알림이 갑니다.", "prevWeek": "지난주", "nextWeek": "다음주", "classCreated": "수업을 만들었습니다",
+		"noPassToBook": "예약할 수 있는 이용권이 없습니다.", "okbooked": "예약했습니다.", "okcancelled": "취소했습니다.", "okattendance": "출석을 저장했습니다.",
+		"OPEN": "예약 가능", "CANCELLED": "취소됨", "cutoffHint": "수업 시작 1시간 전까지 취소할 수 있습니다.", "CLASS_CANCELLED": "수업 취소 알림",
 	},
 	"en": {
 		"title": "passbatch", "login": "Log in", "logout": "Log out", "email": "Email", "password": "Password",
@@ -80,6 +86,12 @@ var dict = map[string]map[string]string{
 		"notStarted": "Not started yet", "lastUse": "One use left", "endsToday": "Ends today", "noticesAboutPass": "Notices about this pass", "whyUse": "Deducted uses are listed in My classes",
 		"groupsOf": "Groups", "joined": "Joined", "role": "Role", "inactiveHint": "Inactive members cannot log in and get no bulk grants.", "retireHint": "A retired package cannot be granted; passes already granted keep working.",
 		"language": "Language",
+		"timetable": "Timetable", "book": "Book", "cancelBooking": "Cancel booking", "seatsLeft": "Seats left", "trainer": "Trainer", "place": "Place",
+		"full": "Full", "bookedIt": "Booked", "classTitle": "Title", "capacity": "Capacity", "repeatWeeks": "Repeat weekly (weeks)", "date": "Date",
+		"startTime": "Starts", "endTime": "Ends", "attendance": "Attendance", "saveAttendance": "Save attendance", "cancelClass": "Cancel class",
+		"cancelClassHint": "Every booking is cancelled and its member notified.", "prevWeek": "Previous week", "nextWeek": "Next week", "classCreated": "Classes created",
+		"noPassToBook": "You have no pass to book with.", "okbooked": "Booked.", "okcancelled": "Cancelled.", "okattendance": "Attendance saved.",
+		"OPEN": "Open", "CANCELLED": "Cancelled", "cutoffHint": "Bookings can be cancelled until an hour before the class.", "CLASS_CANCELLED": "Class cancelled",
 	},
 }
 
@@ -186,6 +198,7 @@ func (s *server) pageRoutes(app *fiber.App) {
 	pages.Get("/lang/:lang", s.pageLang)
 	admin := pages.Group("/admin", s.requireAdminPage)
 	s.productPageRoutes(pages, admin)
+	s.classPageRoutes(pages, admin)
 	admin.Get("/", func(c *fiber.Ctx) error { return c.Redirect("/admin/statistics") })
 	admin.Get("/bulk-passes", s.pageBulk)
 	admin.Post("/bulk-passes", s.pageBulkCreate)

@@ -393,7 +393,17 @@ func (s *server) pageClasses(c *fiber.Ctx) error {
 		last := past[len(past)-1]
 		next = fmt.Sprintf("%d_%d", last.StartedAt.UnixMicro(), last.ID)
 	}
-	return s.render(c, "classes", "myClasses", fiber.Map{"Upcoming": upcoming, "Past": past, "Next": next, "Paged": cur.ID > 0})
+	m := fiber.Map{"Upcoming": upcoming, "Past": past, "Next": next, "Paged": cur.ID > 0, "Error": c.Query("error"), "OK": c.Query("ok")}
+	if cur.ID == 0 {
+		more, err := s.bookable(c, id.UserID, upcoming)
+		if err != nil {
+			return err
+		}
+		for k, v := range more {
+			m[k] = v
+		}
+	}
+	return s.render(c, "classes", "myClasses", m)
 }
 
 func (s *server) pageNotices(c *fiber.Ctx) error {
