@@ -33,6 +33,8 @@ type DemoResult struct {
 	Packages, Users, Groups   int
 	Passes, BulkPasses        int
 	Bookings                  int
+	// Classes on the timetable ahead, and the bookings made of them.
+	Classes, ClassBookings int
 }
 
 // IsEmpty reports whether the users table has no rows.
@@ -219,6 +221,9 @@ func Demo(ctx context.Context, db *bun.DB, now time.Time) (*DemoResult, error) {
 		return nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	if res.Classes, res.ClassBookings, err = Timetable(ctx, db, now); err != nil {
 		return nil, err
 	}
 	return res, nil

@@ -67,7 +67,14 @@ func TestDemo(t *testing.T) {
 	if _, err := seed.Demo(ctx, db.DB, now); !errors.Is(err, seed.ErrNotEmpty) {
 		t.Fatalf("second demo seed: %v, want ErrNotEmpty", err)
 	}
-	if after := count(t, db, "booking"); after != before || before != res.Bookings {
+	// Two weeks of classes ahead, booked through the service: every class
+	// counts exactly its live bookings.
+	var off int
+	if err := db.NewRaw(`SELECT count(*) FROM class c WHERE c.booked <> (SELECT count(*) FROM booking b WHERE b.class_id = c.id AND b.status = 'READY')`).Scan(ctx, &off); err != nil ||
+		off != 0 || res.Classes != 2*7*3 || res.ClassBookings < 30 {
+		t.Fatalf("timetable: %d classes, %d bookings, %d classes miscounting their seats (%v)", res.Classes, res.ClassBookings, off, err)
+	}
+	if after := count(t, db, "booking"); after != before || before != res.Bookings+res.ClassBookings {
 		t.Fatalf("bookings %d → %d, reported %d", before, after, res.Bookings)
 	}
 }

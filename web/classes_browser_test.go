@@ -37,7 +37,7 @@ func TestClassesBrowser(t *testing.T) {
 		submit(`#class-form button`, `.class-slot`), shots("admin-timetable"),
 		b.login(seed.UserEmail, seed.UserPassword),
 		chromedp.Navigate(b.url+"/me/classes"), chromedp.WaitVisible(`#timetable .book-form`), shots("me-classes-timetable"),
-		submit(`#timetable .book-form button`, `p.ok`), chromedp.Text(`main`, &booked), shots("me-classes-booked"),
+		submit(`//table[@id="timetable"]//tr[.//strong[text()="저녁 필라테스"]]//form//button`, `p.ok`), chromedp.Text(`main`, &booked), shots("me-classes-booked"),
 	)
 	if err != nil {
 		t.Fatalf("timetable and booking: %v", err)
@@ -46,8 +46,8 @@ func TestClassesBrowser(t *testing.T) {
 		t.Fatalf("the member's page after booking: %q", booked)
 	}
 	var class, user int64
-	if err := b.db.NewRaw(`SELECT b.class_id, b.user_id FROM booking b JOIN users u ON u.id = b.user_id WHERE u.email = ? AND b.class_id IS NOT NULL AND b.status = 'READY'`,
-		seed.UserEmail).Scan(context.Background(), &class, &user); err != nil {
+	if err := b.db.NewRaw(`SELECT b.class_id, b.user_id FROM booking b JOIN users u ON u.id = b.user_id JOIN class c ON c.id = b.class_id
+		WHERE u.email = ? AND c.title = '저녁 필라테스' AND b.status = 'READY'`, seed.UserEmail).Scan(context.Background(), &class, &user); err != nil {
 		t.Fatalf("the booking is not in the database: %v", err)
 	}
 	// The class has run: its times move to the past.
