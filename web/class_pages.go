@@ -21,6 +21,7 @@ func (s *server) classPageRoutes(pages, admin fiber.Router) {
 	admin.Get("/classes", s.pageTimetable)
 	admin.Post("/classes", s.pageClassCreate)
 	admin.Get("/classes/:id", s.pageClass)
+	admin.Post("/classes/:id", s.pageClassEdit)
 	admin.Post("/classes/:id/attendance", s.pageAttendance)
 	admin.Post("/classes/:id/cancel", s.pageClassCancel)
 }
@@ -190,4 +191,20 @@ func (s *server) pageClassCancel(c *fiber.Ctx) error {
 		return s.redirectError(c, back, err)
 	}
 	return c.Redirect(back + "?ok=cancelled")
+}
+
+func (s *server) pageClassEdit(c *fiber.Ctx) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	back := fmt.Sprintf("/admin/classes/%d", id)
+	in, err := classForm(c)
+	if err == nil {
+		_, err = s.gym.UpdateClass(c.UserContext(), id, in)
+	}
+	if err != nil {
+		return s.redirectError(c, back, err)
+	}
+	return c.Redirect(back + "?ok=saved")
 }

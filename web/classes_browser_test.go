@@ -35,6 +35,10 @@ func TestClassesBrowser(t *testing.T) {
 		chromedp.SetValue(`#class-form input[name=end]`, "19:50"),
 		chromedp.SetValue(`#class-form input[name=capacity]`, "6"),
 		submit(`#class-form button`, `.class-slot`), shots("admin-timetable"),
+		// The class's page: one more seat.
+		submit(`//a[contains(@class,"class-slot")][.//strong[text()="저녁 필라테스"]]`, `#class-edit`),
+		chromedp.SetValue(`#class-edit input[name=capacity]`, "7"),
+		submit(`#class-edit button`, `p.ok`), shots("admin-class"),
 		b.login(seed.UserEmail, seed.UserPassword),
 		chromedp.Navigate(b.url+"/me/classes"), chromedp.WaitVisible(`#timetable .book-form`), shots("me-classes-timetable"),
 		submit(`//table[@id="timetable"]//tr[.//strong[text()="저녁 필라테스"]]//form//button`, `p.ok`), chromedp.Text(`main`, &booked), shots("me-classes-booked"),
@@ -45,10 +49,13 @@ func TestClassesBrowser(t *testing.T) {
 	if !strings.Contains(booked, "저녁 필라테스") || !strings.Contains(booked, "예약했습니다") {
 		t.Fatalf("the member's page after booking: %q", booked)
 	}
-	var class, user int64
+	var class, user, capacity int64
 	if err := b.db.NewRaw(`SELECT b.class_id, b.user_id FROM booking b JOIN users u ON u.id = b.user_id JOIN class c ON c.id = b.class_id
 		WHERE u.email = ? AND c.title = '저녁 필라테스' AND b.status = 'READY'`, seed.UserEmail).Scan(context.Background(), &class, &user); err != nil {
 		t.Fatalf("the booking is not in the database: %v", err)
+	}
+	if _ = b.db.NewRaw(`SELECT capacity FROM class WHERE id = ?`, class).Scan(context.Background(), &capacity); capacity != 7 {
+		t.Fatalf("capacity %d after the edit, want 7", capacity)
 	}
 	// The class has run: its times move to the past.
 	b.exec(t, `UPDATE class SET started_at = now() - interval '2 hours', ended_at = now() - interval '70 minutes' WHERE id = ?`, class)

@@ -55,11 +55,14 @@ var templateFuncs = template.FuncMap{
 		}
 		return end.Sub(*a).Round(time.Millisecond).String()
 	},
-	"add":   func(a, b int) int { return a + b },
-	"eta":   etaText,
-	"spark": sparkline,
-	"rate":  rateText,
-	"rate1": func(v float64) string { return rateText(&v) },
+	"add": func(a, b int) int { return a + b },
+	// isoDay and clock fill date and time inputs in the gym's zone.
+	"isoDay": func(t time.Time) string { return t.In(models.Seoul).Format("2006-01-02") },
+	"clock":  func(t time.Time) string { return t.In(models.Seoul).Format("15:04") },
+	"eta":    etaText,
+	"spark":  sparkline,
+	"rate":   rateText,
+	"rate1":  func(v float64) string { return rateText(&v) },
 	// card and rows pass a partial its data with the page's dictionary.
 	"card": func(l map[string]string, p any) map[string]any { return map[string]any{"L": l, "P": p} },
 	"rows": func(l map[string]string, b any) map[string]any { return map[string]any{"L": l, "B": b} },

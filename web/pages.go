@@ -50,7 +50,7 @@ var dict = map[string]map[string]string{
 		"full": "마감", "bookedIt": "예약함", "classTitle": "수업명", "capacity": "정원", "repeatWeeks": "매주 반복(주)", "date": "날짜",
 		"startTime": "시작 시각", "endTime": "끝 시각", "attendance": "출석", "saveAttendance": "출석 저장", "cancelClass": "수업 취소",
 		"cancelClassHint": "예약한 회원 모두의 예약이 취소되고 알림이 갑니다.", "prevWeek": "지난주", "nextWeek": "다음주", "classCreated": "수업을 만들었습니다",
-		"noPassToBook": "예약할 수 있는 이용권이 없습니다.", "okbooked": "예약했습니다.", "okcancelled": "취소했습니다.", "okattendance": "출석을 저장했습니다.",
+		"noPassToBook": "예약할 수 있는 이용권이 없습니다.", "okbooked": "예약했습니다.", "okcancelled": "취소했습니다.", "okattendance": "출석을 저장했습니다.", "oksaved": "저장했습니다.",
 		"OPEN": "예약 가능", "CANCELLED": "취소됨", "cutoffHint": "수업 시작 1시간 전까지 취소할 수 있습니다.", "CLASS_CANCELLED": "수업 취소 알림",
 	},
 	"en": {
@@ -90,7 +90,7 @@ var dict = map[string]map[string]string{
 		"full": "Full", "bookedIt": "Booked", "classTitle": "Title", "capacity": "Capacity", "repeatWeeks": "Repeat weekly (weeks)", "date": "Date",
 		"startTime": "Starts", "endTime": "Ends", "attendance": "Attendance", "saveAttendance": "Save attendance", "cancelClass": "Cancel class",
 		"cancelClassHint": "Every booking is cancelled and its member notified.", "prevWeek": "Previous week", "nextWeek": "Next week", "classCreated": "Classes created",
-		"noPassToBook": "You have no pass to book with.", "okbooked": "Booked.", "okcancelled": "Cancelled.", "okattendance": "Attendance saved.",
+		"noPassToBook": "You have no pass to book with.", "okbooked": "Booked.", "okcancelled": "Cancelled.", "okattendance": "Attendance saved.", "oksaved": "Saved.",
 		"OPEN": "Open", "CANCELLED": "Cancelled", "cutoffHint": "Bookings can be cancelled until an hour before the class.", "CLASS_CANCELLED": "Class cancelled",
 	},
 }
