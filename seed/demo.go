@@ -35,6 +35,8 @@ type DemoResult struct {
 	Bookings                  int
 	// Classes on the timetable ahead, and the bookings made of them.
 	Classes, ClassBookings int
+	// The month's classes behind, and their bookings.
+	PastClasses, PastBookings int
 }
 
 // IsEmpty reports whether the users table has no rows.
@@ -180,14 +182,14 @@ func Demo(ctx context.Context, db *bun.DB, now time.Time) (*DemoResult, error) {
 			bookings = append(bookings, b)
 		}
 		hour := now.Truncate(time.Hour)
-		// A month of classes behind the gym, for statistics and the charts.
+		// (The month of classes behind the gym is PastClasses', booked
+		// through the service once these rows are in.)
 		active := []*models.Pass{}
 		for _, p := range passes {
 			if p.Status == models.PassProgressed && (p.RemainingCount == nil || *p.RemainingCount >= 3) {
 				active = append(active, p)
 			}
 		}
-		history(active, hour, book)
 		// The previous hour: make-statistics' default window.
 		book(dMain, models.BookingCompleted, hour.Add(-2*time.Hour+10*time.Minute), true, true)
 		book(active[1], models.BookingCancelled, hour.Add(-2*time.Hour+10*time.Minute), false, false)
@@ -223,6 +225,9 @@ func Demo(ctx context.Context, db *bun.DB, now time.Time) (*DemoResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if res.PastClasses, res.PastBookings, err = PastClasses(ctx, db, now); err != nil {
+		return nil, err
+	}
 	if res.Classes, res.ClassBookings, err = Timetable(ctx, db, now); err != nil {
 		return nil, err
 	}
@@ -233,40 +238,3 @@ const day = 24 * time.Hour
 
 // HistoryDays is how many days of past classes the demo gym has.
 const HistoryDays = 30
-
-// history books a month of past classes at a small gym's volume: about 40
-// a weekday and 25 a weekend day, mostly at 7–9 and 18–21 (the gym's clock),
-// one in eight cancelled and one in twelve a no-show; every past class has
-// used its pass. It is deterministic: the same now gives the same month.
-func history(active []*models.Pass, hour time.Time, book func(p *models.Pass, status string, start time.Time, attended, used bool)) {
-	rnd := uint64(2026)
-	next := func(n int) int { // a small LCG: no math/rand state to seed
-		rnd = rnd*6364136223846793005 + 1442695040888963407
-		return int((rnd >> 33) % uint64(n))
-	}
-	peak := []int{7, 8, 9, 12, 18, 19, 19, 20, 20, 21}
-	for d := HistoryDays; d >= 1; d-- {
-		dayStart := hour.Add(-time.Duration(d) * day).In(models.Seoul)
-		dayStart = time.Date(dayStart.Year(), dayStart.Month(), dayStart.Day(), 0, 0, 0, 0, models.Seoul)
-		n := 36 + next(9)
-		if wd := dayStart.Weekday(); wd == time.Saturday || wd == time.Sunday {
-			n = 22 + next(7)
-		}
-		for k := 0; k < n; k++ {
-			h := peak[next(len(peak))]
-			if next(4) == 0 {
-				h = 6 + next(16) // off-peak
-			}
-			start := dayStart.Add(time.Duration(h)*time.Hour + time.Duration(next(2)*30)*time.Minute)
-			p := active[next(len(active))]
-			switch r := next(24); {
-			case r < 3:
-				book(p, models.BookingCancelled, start, false, false)
-			case r < 5:
-				book(p, models.BookingCompleted, start, false, true) // a no-show still uses the pass
-			default:
-				book(p, models.BookingCompleted, start, true, true)
-			}
-		}
-	}
-}

@@ -6,11 +6,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/uptrace/bun"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +39,13 @@ type bundle struct {
 }
 
 // setup serves the real app over a demo-seeded database on a loopback port.
+// TestMain drops the demo template the tests copied.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.DropFilled()
+	os.Exit(code)
+}
+
 func setup(t *testing.T, withWorker bool) *bundle {
 	t.Helper()
 	return setupWith(t, withWorker, 1000)
@@ -55,12 +64,12 @@ func setupWith(t *testing.T, withWorker bool, loginLimit int) *bundle {
 
 func newBundle(t *testing.T, withWorker bool, tweak func(o *web.Options)) *bundle {
 	t.Helper()
-	ctx := context.Background()
-	db := testenv.NewDB(t)
+	// The demo gym, seeded once for the package's tests and copied for each.
+	db := testenv.NewFilledDB(t, "demo", func(ctx context.Context, db *bun.DB) error {
+		_, err := seed.Demo(ctx, db, time.Now())
+		return err
+	})
 	rd := testenv.NewRedis(t)
-	if _, err := seed.Demo(ctx, db.DB, time.Now()); err != nil {
-		t.Fatal(err)
-	}
 	opt, _ := asynq.ParseRedisURI(rd.URL)
 	client := asynq.NewClient(opt)
 	t.Cleanup(func() { client.Close() })

@@ -105,6 +105,14 @@ func NewDB(t T) *DB {
 	if templateErr != nil {
 		t.Fatalf("testenv: template database: %v", templateErr)
 	}
+	return newDBFrom(t, admin, templateName)
+}
+
+// newDBFrom creates a database for t copied from template, dropped when t
+// ends.
+func newDBFrom(t T, admin, template string) *DB {
+	t.Helper()
+	ctx := context.Background()
 	adb, err := database.Open(ctx, admin, database.Options{MaxOpenConns: 2})
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
@@ -112,7 +120,7 @@ func NewDB(t T) *DB {
 	defer adb.Close()
 
 	name := "t_" + randomHex(8)
-	if _, err := adb.ExecContext(ctx, "CREATE DATABASE "+name+" TEMPLATE "+templateName); err != nil {
+	if _, err := adb.ExecContext(ctx, "CREATE DATABASE "+name+" TEMPLATE "+template); err != nil {
 		t.Fatalf("testenv: create database %s: %v", name, err)
 	}
 	u := withDatabase(admin, name)
@@ -277,4 +285,71 @@ func NewRedis(t T) *Redis {
 	u, _ := url.Parse(raw)
 	u.Path = "/" + strconv.Itoa(idx)
 	return &Redis{Client: c, URL: strings.TrimSuffix(u.String(), "?"), DB: idx}
+}
+
+var (
+	filledMu        sync.Mutex
+	filledTemplates = map[string]string{} // key -> template name, this process's
+)
+
+// NewFilledDB is NewDB whose database starts as a copy of one that fill
+// loaded once in this test process (under key): a seed that costs seconds,
+// such as the demo gym, is paid once, not by every test. DropFilled, in the
+// package's TestMain, removes those templates when the tests end.
+func NewFilledDB(t T, key string, fill func(ctx context.Context, db *bun.DB) error) *DB {
+	t.Helper()
+	ctx := context.Background()
+	admin := DatabaseURL(t)
+	filledMu.Lock()
+	name, ok := filledTemplates[key]
+	if !ok {
+		src := NewDB(t) // migrated; dropped when t ends, once copied
+		if err := fill(ctx, src.DB); err != nil {
+			filledMu.Unlock()
+			t.Fatalf("testenv: fill %s: %v", key, err)
+		}
+		src.DB.Close()
+		name = "tf_" + randomHex(8)
+		if err := copyDatabase(ctx, admin, src.Name, name); err != nil {
+			filledMu.Unlock()
+			t.Fatalf("testenv: template %s: %v", key, err)
+		}
+		filledTemplates[key] = name
+	}
+	filledMu.Unlock()
+	return newDBFrom(t, admin, name)
+}
+
+// DropFilled drops the templates NewFilledDB made in this process.
+func DropFilled() {
+	filledMu.Lock()
+	defer filledMu.Unlock()
+	admin := os.Getenv("DATABASE_URL")
+	if admin == "" || len(filledTemplates) == 0 {
+		return
+	}
+	adb, err := database.Open(context.Background(), admin, database.Options{MaxOpenConns: 1})
+	if err != nil {
+		return
+	}
+	defer adb.Close()
+	for k, name := range filledTemplates {
+		_, _ = adb.ExecContext(context.Background(), "ALTER DATABASE "+name+" WITH is_template = false")
+		_, _ = adb.ExecContext(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		delete(filledTemplates, k)
+	}
+}
+
+// copyDatabase makes database to as a template copy of from.
+func copyDatabase(ctx context.Context, admin, from, to string) error {
+	adb, err := database.Open(ctx, admin, database.Options{MaxOpenConns: 1})
+	if err != nil {
+		return err
+	}
+	defer adb.Close()
+	if _, err := adb.ExecContext(ctx, "CREATE DATABASE "+to+" TEMPLATE "+from); err != nil {
+		return err
+	}
+	_, err = adb.ExecContext(ctx, "ALTER DATABASE "+to+" WITH is_template = true")
+	return err
 }
