@@ -349,3 +349,63 @@ func TestClassToStatistics(t *testing.T) {
 		t.Fatalf("statistics count %d attended, want 2", counted)
 	}
 }
+
+// TestClassAdminRefusals: bad classes are 422s on their field, edits the
+// class's state forbids are 409s, and nothing changes.
+func TestClassAdminRefusals(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	m := b.members(t, 2, nil)
+	class := b.class(t, 24*time.Hour, 5)
+	for _, mm := range m {
+		if st, got := b.book(t, mm, class, mm.pass, ""); st != 201 {
+			t.Fatalf("book: %d %v", st, got)
+		}
+	}
+	at := time.Now().Add(48 * time.Hour).UTC().Truncate(time.Minute)
+	body := func(start, end time.Time, capacity, weeks int) string {
+		return fmt.Sprintf(`{"title":"요가","started_at":%q,"ended_at":%q,"capacity":%d,"repeat_weeks":%d}`,
+			start.Format(time.RFC3339), end.Format(time.RFC3339), capacity, weeks)
+	}
+	var before int
+	_ = b.db.NewRaw(`SELECT count(*) FROM class`).Scan(context.Background(), &before)
+	path := fmt.Sprintf("/api/admin/classes/%d", class)
+	for _, c := range []call{
+		{"no seats", "admin", "POST", "/api/admin/classes", body(at, at.Add(time.Hour), 0, 1), nil, 422, "invalid", "capacity"},
+		{"ends first", "admin", "POST", "/api/admin/classes", body(at, at.Add(-time.Hour), 5, 1), nil, 422, "invalid", "ended_at"},
+		{"in the past", "admin", "POST", "/api/admin/classes", body(time.Now().Add(-time.Hour), time.Now(), 5, 1), nil, 422, "invalid", "started_at"},
+		{"too many weeks", "admin", "POST", "/api/admin/classes", body(at, at.Add(time.Hour), 5, 53), nil, 422, "invalid", "repeat_weeks"},
+		{"no title", "admin", "POST", "/api/admin/classes", `{"capacity":3}`, nil, 422, "invalid", "title"},
+		{"below the booked", "admin", "PUT", path, body(at, at.Add(time.Hour), 1, 0), nil, 422, "invalid", "capacity"},
+		{"as a member", "", "POST", "/api/admin/classes", body(at, at.Add(time.Hour), 5, 1), nil, 401, "unauthenticated", ""},
+		{"unknown class", "admin", "POST", "/api/admin/classes/999999/cancel", "{}", nil, 404, "not_found", ""},
+	} {
+		st, got, _ := b.do(t, nil, c)
+		e, _ := got["error"].(map[string]any)
+		if st != c.status || e == nil || e["code"] != c.code || (c.field != "" && e["field"] != c.field) {
+			t.Errorf("%s: %d %v, want %d %s on %q", c.name, st, got, c.status, c.code, c.field)
+		}
+	}
+	var after int
+	_ = b.db.NewRaw(`SELECT count(*) FROM class`).Scan(context.Background(), &after)
+	if after != before {
+		t.Fatalf("%d classes after refusals, %d before", after, before)
+	}
+	// A weekly series, then an edit that moves the bookings with the class.
+	if st, got, _ := b.do(t, nil, call{"series", "admin", "POST", "/api/admin/classes", body(at, at.Add(time.Hour), 5, 4), nil, 0, "", ""}); st != 201 || len(got["items"].([]any)) != 4 {
+		t.Fatalf("a 4-week series: %d %v", st, got)
+	}
+	moved := at.Add(2 * time.Hour)
+	if st, got, _ := b.do(t, nil, call{"edit", "admin", "PUT", path, body(moved, moved.Add(time.Hour), 8, 0), nil, 0, "", ""}); st != 200 || got["capacity"] != float64(8) {
+		t.Fatalf("edit: %d %v", st, got)
+	}
+	var off int
+	_ = b.db.NewRaw(`SELECT count(*) FROM booking WHERE class_id = ? AND started_at <> ?`, class, moved).Scan(context.Background(), &off)
+	if off != 0 {
+		t.Fatalf("%d bookings did not move with their class", off)
+	}
+	b.do(t, nil, call{"cancel", "admin", "POST", path + "/cancel", "{}", nil, 0, "", ""})
+	if st, _, _ := b.do(t, nil, call{"edit cancelled", "admin", "PUT", path, body(moved, moved.Add(time.Hour), 8, 0), nil, 0, "", ""}); st != 409 {
+		t.Fatalf("editing a cancelled class: %d, want 409", st)
+	}
+}
