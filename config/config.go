@@ -355,13 +355,9 @@ func loadWorkers(c *Config, get func(string) string, need Need) error {
 			return &Error{"NOTIFY_WEBHOOK_URL", "want an http:// or https:// URL, or empty for the log"}
 		}
 	}
-	c.WorkerConcurrency = 10
-	if v := get("WORKER_CONCURRENCY"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return &Error{"WORKER_CONCURRENCY", "want a whole number from 1 to 1000"}
-		}
-		c.WorkerConcurrency = n
+	var err error
+	if c.WorkerConcurrency, err = intSetting(get, "WORKER_CONCURRENCY", 10, 1, 1000); err != nil {
+		return err
 	}
 	switch v := get("PARTITIONS"); v {
 	case "", "auto":
@@ -372,31 +368,15 @@ func loadWorkers(c *Config, get func(string) string, need Need) error {
 		}
 		c.Partitions = n
 	}
-	c.DBMaxConns = 4 * c.WorkerConcurrency
-	if v := get("DB_MAX_CONNS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return &Error{"DB_MAX_CONNS", "want a whole number from 1 to 1000"}
-		}
-		c.DBMaxConns = n
+	if c.DBMaxConns, err = intSetting(get, "DB_MAX_CONNS", 4*c.WorkerConcurrency, 1, 1000); err != nil {
+		return err
 	}
-	c.PartitionsAtOnce = 4
-	if v := get("PARTITIONS_AT_ONCE"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1024 {
-			return &Error{"PARTITIONS_AT_ONCE", "want a whole number from 1 to 1024"}
-		}
-		c.PartitionsAtOnce = n
+	if c.PartitionsAtOnce, err = intSetting(get, "PARTITIONS_AT_ONCE", 4, 1, 1024); err != nil {
+		return err
 	}
-	c.PartitionMinRows = 5000
-	if v := get("PARTITION_MIN_ROWS"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 || n > 100_000_000 {
-			return &Error{"PARTITION_MIN_ROWS", "want a whole number from 1 to 100000000"}
-		}
-		c.PartitionMinRows = n
-	}
-	return nil
+	minRows, err := intSetting(get, "PARTITION_MIN_ROWS", 5000, 1, 100_000_000)
+	c.PartitionMinRows = int64(minRows)
+	return err
 }
 
 // loadLogging reads LOG_LEVEL and LOG_FORMAT.
@@ -502,13 +482,9 @@ func loadFleet(get func(string) string) (Fleet, error) {
 		}
 		*d.into = n
 	}
-	f.TaskMaxRetry = 25
-	if v := get("TASK_MAX_RETRY"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return f, &Error{"TASK_MAX_RETRY", "want a whole number from 1 to 1000"}
-		}
-		f.TaskMaxRetry = n
+	var err error
+	if f.TaskMaxRetry, err = intSetting(get, "TASK_MAX_RETRY", 25, 1, 1000); err != nil {
+		return f, err
 	}
 	f.RepositoryRetention = 90 * 24 * time.Hour
 	if v := get("REPOSITORY_RETENTION"); v != "" {
@@ -518,18 +494,26 @@ func loadFleet(get func(string) string) (Fleet, error) {
 		}
 		f.RepositoryRetention = d
 	}
-	f.RedriveLimit = 3
-	if v := get("REDRIVE_LIMIT"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return f, &Error{"REDRIVE_LIMIT", "want a whole number from 1 to 1000"}
-		}
-		f.RedriveLimit = n
+	if f.RedriveLimit, err = intSetting(get, "REDRIVE_LIMIT", 3, 1, 1000); err != nil {
+		return f, err
 	}
 	if f.FailoverAfter < 3*f.HeartbeatEvery {
 		return f, &Error{"FAILOVER_AFTER", "want at least three HEARTBEAT_EVERY, or a slow heartbeat reads as a death"}
 	}
 	return f, nil
+}
+
+// intSetting reads a whole-number setting from lo to hi, def when unset.
+func intSetting(get func(string) string, name string, def, lo, hi int) (int, error) {
+	v := get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return def, &Error{name, fmt.Sprintf("want a whole number from %d to %d", lo, hi)}
+	}
+	return n, nil
 }
 
 // parseDays is time.ParseDuration that also takes whole days ("90d").

@@ -53,113 +53,129 @@ func Bulk(ctx context.Context, db *bun.DB, o BulkOptions) (*BulkResult, error) {
 	if o.Progress == nil {
 		o.Progress = func(string, int, int) {}
 	}
-	res := &BulkResult{}
-	hash, err := bcrypt.GenerateFromPassword([]byte("bulk-user-password"), 10)
-	if err != nil {
-		return nil, err
-	}
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("bulk seed: connect: %w", err)
 	}
 	defer conn.Close()
-	pkg, err := ensurePackages(ctx, db)
-	if err != nil {
+	l := &bulkLoad{o: o, conn: conn, nPasses: o.Users * o.PassesPerUser, rng: rand.New(rand.NewPCG(1, 2))}
+	if l.pkg, err = ensurePackages(ctx, db); err != nil {
 		return nil, err
 	}
-
-	// Users.
-	start := time.Now()
-	firstUser, err := copyRows(ctx, conn, "users", []string{"id", "name", "email", "phone", "password_hash", "role", "status"}, o.Users,
-		func(i int, id int64) []any {
-			return []any{id, fmt.Sprintf("회원 %d", id), fmt.Sprintf("bulk-%d@passbatch.local", id), "010-0000-0000", string(hash), "user", "ACTIVE"}
-		})
-	if err != nil {
-		return nil, err
-	}
-	res.Users, res.UsersTook = o.Users, time.Since(start)
-	o.Progress("users", o.Users, o.Users)
-
-	// Passes: pass i belongs to user firstUser + i/PassesPerUser.
-	nPasses := o.Users * o.PassesPerUser
-	rng := rand.New(rand.NewPCG(1, 2))
-	type passInfo struct {
-		limited bool
-		ready   bool
-	}
-	// Bookings are spread evenly: pass j gets the bookings b with b % nPasses == j.
-	perPass := func(j int) int {
-		if nPasses == 0 {
-			return 0
+	for _, stage := range []func(context.Context) error{l.users, l.passes, l.bookings} {
+		if err := stage(ctx); err != nil {
+			return nil, err
 		}
-		n := o.Bookings / nPasses
-		if j < o.Bookings%nPasses {
-			n++
-		}
-		return n
 	}
-	infos := make([]passInfo, nPasses)
-	day := 24 * time.Hour
-	start = time.Now()
-	firstPass, err := copyRows(ctx, conn, "pass", []string{"id", "package_id", "user_id", "status", "remaining_count", "started_at", "ended_at"}, nPasses,
-		func(i int, id int64) []any {
-			user := firstUser + int64(i/o.PassesPerUser)
-			r := rng.IntN(100)
-			left := 5 + rng.IntN(26)
-			if need := perPass(i) + 1; left < need {
-				left = need
-			}
-			switch {
-			case r < 10: // unlimited
-				return []any{id, pkg.unlimited, user, "PROGRESSED", nil, o.Now.Add(-30 * day), nil}
-			case r < 15: // ended: expire-passes expires it
-				infos[i].limited = true
-				return []any{id, pkg.pt10, user, "PROGRESSED", left, o.Now.Add(-60 * day), o.Now.Add(-time.Duration(1+rng.IntN(600)) * time.Minute)}
-			case r < 20: // starts within the last hour
-				infos[i] = passInfo{limited: true, ready: true}
-				s := o.Now.Add(-time.Duration(rng.IntN(60)) * time.Minute)
-				return []any{id, pkg.pt30, user, "READY", left, s, s.Add(180 * day)}
-			default:
-				infos[i].limited = true
-				return []any{id, pkg.pt10, user, "PROGRESSED", left, o.Now.Add(-20 * day), o.Now.Add(time.Duration(10+rng.IntN(60)) * day)}
-			}
-		})
-	if err != nil {
-		return nil, err
-	}
-	res.Passes, res.PassesTook = nPasses, time.Since(start)
-	o.Progress("passes", nPasses, nPasses)
-
-	// Bookings.
-	start = time.Now()
-	hour := o.Now.Truncate(time.Hour)
-	_, err = copyRows(ctx, conn, "booking", []string{"pass_id", "user_id", "status", "used_pass", "attended", "started_at", "ended_at", "cancelled_at"}, o.Bookings,
-		func(b int, _ int64) []any {
-			j := b % nPasses
-			passID := firstPass + int64(j)
-			user := firstUser + int64(j/o.PassesPerUser)
-			r := rng.IntN(10)
-			switch {
-			case r < 8 && !infos[j].ready:
-				s := hour.Add(-time.Duration(1+rng.IntN(24*14)) * time.Hour)
-				return []any{passID, user, "COMPLETED", false, true, s, s.Add(50 * time.Minute), nil}
-			case r < 9:
-				s := hour.Add(-time.Duration(1+rng.IntN(24*14)) * time.Hour)
-				return []any{passID, user, "CANCELLED", false, false, s, s.Add(50 * time.Minute), s.Add(-3 * time.Hour)}
-			default:
-				s := hour.Add(time.Duration(1+rng.IntN(24*7)) * time.Hour)
-				return []any{passID, user, "READY", false, false, s, s.Add(50 * time.Minute), nil}
-			}
-		})
-	if err != nil {
-		return nil, err
-	}
-	res.Bookings, res.BookingsTook = o.Bookings, time.Since(start)
-	o.Progress("bookings", o.Bookings, o.Bookings)
 	if _, err := db.ExecContext(ctx, "ANALYZE users, pass, booking"); err != nil {
 		return nil, fmt.Errorf("analyze: %w", err)
 	}
-	return res, nil
+	return &l.res, nil
+}
+
+// bulkLoad is one Bulk run: its stages in order (users, passes, bookings)
+// share the ids made and the random source, so the data is the same each
+// time.
+type bulkLoad struct {
+	o                    BulkOptions
+	conn                 bun.Conn
+	pkg                  packageIDs
+	rng                  *rand.Rand
+	nPasses              int
+	firstUser, firstPass int64
+	infos                []passInfo
+	res                  BulkResult
+}
+
+// passInfo is what the bookings stage must know of a pass.
+type passInfo struct {
+	limited bool
+	ready   bool
+}
+
+func (l *bulkLoad) users(ctx context.Context) error {
+	hash, err := bcrypt.GenerateFromPassword([]byte("bulk-user-password"), 10)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	l.firstUser, err = copyRows(ctx, l.conn, "users", []string{"id", "name", "email", "phone", "password_hash", "role", "status"}, l.o.Users,
+		func(i int, id int64) []any {
+			return []any{id, fmt.Sprintf("회원 %d", id), fmt.Sprintf("bulk-%d@passbatch.local", id), "010-0000-0000", string(hash), "user", "ACTIVE"}
+		})
+	l.res.Users, l.res.UsersTook = l.o.Users, time.Since(start)
+	l.o.Progress("users", l.o.Users, l.o.Users)
+	return err
+}
+
+// perPass is how many bookings pass j gets: booking b goes to pass
+// b % nPasses.
+func (l *bulkLoad) perPass(j int) int {
+	if l.nPasses == 0 {
+		return 0
+	}
+	n := l.o.Bookings / l.nPasses
+	if j < l.o.Bookings%l.nPasses {
+		n++
+	}
+	return n
+}
+
+// passes: pass i belongs to user firstUser + i/PassesPerUser.
+func (l *bulkLoad) passes(ctx context.Context) error {
+	o, rng, day := l.o, l.rng, 24*time.Hour
+	l.infos = make([]passInfo, l.nPasses)
+	start := time.Now()
+	var err error
+	l.firstPass, err = copyRows(ctx, l.conn, "pass", []string{"id", "package_id", "user_id", "status", "remaining_count", "started_at", "ended_at"}, l.nPasses,
+		func(i int, id int64) []any {
+			user := l.firstUser + int64(i/o.PassesPerUser)
+			r := rng.IntN(100)
+			left := max(5+rng.IntN(26), l.perPass(i)+1)
+			switch {
+			case r < 10: // unlimited
+				return []any{id, l.pkg.unlimited, user, "PROGRESSED", nil, o.Now.Add(-30 * day), nil}
+			case r < 15: // ended: expire-passes expires it
+				l.infos[i].limited = true
+				return []any{id, l.pkg.pt10, user, "PROGRESSED", left, o.Now.Add(-60 * day), o.Now.Add(-time.Duration(1+rng.IntN(600)) * time.Minute)}
+			case r < 20: // starts within the last hour
+				l.infos[i] = passInfo{limited: true, ready: true}
+				s := o.Now.Add(-time.Duration(rng.IntN(60)) * time.Minute)
+				return []any{id, l.pkg.pt30, user, "READY", left, s, s.Add(180 * day)}
+			default:
+				l.infos[i].limited = true
+				return []any{id, l.pkg.pt10, user, "PROGRESSED", left, o.Now.Add(-20 * day), o.Now.Add(time.Duration(10+rng.IntN(60)) * day)}
+			}
+		})
+	l.res.Passes, l.res.PassesTook = l.nPasses, time.Since(start)
+	o.Progress("passes", l.nPasses, l.nPasses)
+	return err
+}
+
+func (l *bulkLoad) bookings(ctx context.Context) error {
+	start := time.Now()
+	hour := l.o.Now.Truncate(time.Hour)
+	_, err := copyRows(ctx, l.conn, "booking", []string{"pass_id", "user_id", "status", "used_pass", "attended", "started_at", "ended_at", "cancelled_at"}, l.o.Bookings,
+		func(b int, _ int64) []any {
+			j := b % l.nPasses
+			passID := l.firstPass + int64(j)
+			user := l.firstUser + int64(j/l.o.PassesPerUser)
+			r := l.rng.IntN(10)
+			switch {
+			case r < 8 && !l.infos[j].ready:
+				s := hour.Add(-time.Duration(1+l.rng.IntN(24*14)) * time.Hour)
+				return []any{passID, user, "COMPLETED", false, true, s, s.Add(50 * time.Minute), nil}
+			case r < 9:
+				s := hour.Add(-time.Duration(1+l.rng.IntN(24*14)) * time.Hour)
+				return []any{passID, user, "CANCELLED", false, false, s, s.Add(50 * time.Minute), s.Add(-3 * time.Hour)}
+			default:
+				s := hour.Add(time.Duration(1+l.rng.IntN(24*7)) * time.Hour)
+				return []any{passID, user, "READY", false, false, s, s.Add(50 * time.Minute), nil}
+			}
+		})
+	l.res.Bookings, l.res.BookingsTook = l.o.Bookings, time.Since(start)
+	l.o.Progress("bookings", l.o.Bookings, l.o.Bookings)
+	return err
 }
 
 type packageIDs struct{ pt10, pt30, unlimited int64 }

@@ -95,58 +95,43 @@ func (s *server) adminClassRoutes(a fiber.Router) {
 		}
 		return c.Status(fiber.StatusCreated).JSON(fiber.Map{"items": out})
 	})
-	a.Get("/classes/:id", func(c *fiber.Ctx) error {
-		id, err := pathID(c, "id")
-		if err != nil {
-			return err
-		}
-		d, err := s.gym.ClassWithBookings(c.UserContext(), id)
-		if err != nil {
-			return err
-		}
-		return c.JSON(d)
-	})
-	a.Put("/classes/:id", func(c *fiber.Ctx) error {
-		id, err := pathID(c, "id")
-		if err != nil {
-			return err
-		}
+	a.Get("/classes/:id", classHandler(func(c *fiber.Ctx, id int64) (any, error) {
+		return s.gym.ClassWithBookings(c.UserContext(), id)
+	}))
+	a.Put("/classes/:id", classHandler(func(c *fiber.Ctx, id int64) (any, error) {
 		var in gym.ClassInput
 		if err := decodeJSON(c, &in); err != nil {
-			return err
+			return nil, err
 		}
-		out, err := s.gym.UpdateClass(c.UserContext(), id, in)
-		if err != nil {
-			return err
-		}
-		return c.JSON(out)
-	})
-	a.Post("/classes/:id/cancel", func(c *fiber.Ctx) error {
-		id, err := pathID(c, "id")
-		if err != nil {
-			return err
-		}
+		return s.gym.UpdateClass(c.UserContext(), id, in)
+	}))
+	a.Post("/classes/:id/cancel", classHandler(func(c *fiber.Ctx, id int64) (any, error) {
 		out, n, err := s.gym.CancelClass(c.UserContext(), id)
-		if err != nil {
-			return err
-		}
-		return c.JSON(fiber.Map{"class": out, "cancelled_bookings": n})
-	})
-	a.Put("/classes/:id/attendance", func(c *fiber.Ctx) error {
-		id, err := pathID(c, "id")
-		if err != nil {
-			return err
-		}
+		return fiber.Map{"class": out, "cancelled_bookings": n}, err
+	}))
+	a.Put("/classes/:id/attendance", classHandler(func(c *fiber.Ctx, id int64) (any, error) {
 		var req struct {
 			Attended []int64 `json:"attended"` // member ids
 		}
 		if err := decodeJSON(c, &req); err != nil {
-			return err
+			return nil, err
 		}
 		n, err := s.gym.MarkAttendance(c.UserContext(), id, req.Attended)
+		return fiber.Map{"attended": n}, err
+	}))
+}
+
+// classHandler answers a route on class :id with fn's value as JSON.
+func classHandler(fn func(c *fiber.Ctx, id int64) (any, error)) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		id, err := pathID(c, "id")
 		if err != nil {
 			return err
 		}
-		return c.JSON(fiber.Map{"attended": n})
-	})
+		out, err := fn(c, id)
+		if err != nil {
+			return err
+		}
+		return c.JSON(out)
+	}
 }

@@ -46,6 +46,17 @@ func parseScenarios(v string) ([]string, error) {
 	return out, nil
 }
 
+// apiBinary is --api-bin made absolute, "" when empty (no api load).
+func apiBinary(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", usageErr("bench: %s not found; run `make build` first (or pass --api-bin)", path)
+	}
+	return filepath.Abs(path)
+}
+
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "naive-worker" {
 		return naiveWorker(ctx)
@@ -88,12 +99,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	wb, _ := filepath.Abs(*workerBin)
-	ab := ""
-	if *apiBin != "" {
-		if _, err := os.Stat(*apiBin); err != nil {
-			return usageErr("bench: %s not found; run `make build` first (or pass --api-bin)", *apiBin)
-		}
-		ab, _ = filepath.Abs(*apiBin)
+	ab, err := apiBinary(*apiBin)
+	if err != nil {
+		return err
 	}
 	rep, err := bench.Run(ctx, bench.Options{
 		DatabaseURL: cfg.DatabaseURL, RedisURL: cfg.RedisURL, Users: *users, Bookings: *bookings, Workers: ws,

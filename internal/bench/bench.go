@@ -406,8 +406,74 @@ func expirePasses() scenario {
 }
 
 func (r *runner) scenario(ctx context.Context, sc scenario) ([]Result, error) {
-	var out []Result
 	// (b) the physical limit.
+	base, err := r.setBased(ctx, sc)
+	if err != nil {
+		return nil, fmt.Errorf("set-based: %w", err)
+	}
+	out := []Result{*base}
+	want, err := r.fingerprint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// (b') the same chunks in plain SQL, a session per core.
+	chunked, err := r.measured(ctx, sc.name+", chunked SQL", want, func() (*Result, error) {
+		res, err := r.chunkedSQL(ctx, sc)
+		return &res, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("chunked SQL: %w", err)
+	}
+	out = append(out, *chunked)
+	// (a) the engine with worker processes.
+	for _, w := range r.o.Workers {
+		r.log("%s: job with %d worker process(es)", sc.name, w)
+		res, err := r.measured(ctx, fmt.Sprintf("%s, job with %d worker(s)", sc.name, w), want, func() (*Result, error) {
+			res, err := r.job(ctx, sc.name, w, batch.Params{})
+			return &res, err
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *res)
+	}
+	// (c) one asynq task per item, on a sample.
+	for _, w := range r.o.Workers {
+		if err := r.reset(ctx); err != nil {
+			return nil, err
+		}
+		r.log("%s: one task per item with %d worker process(es)", sc.name, w)
+		res, err := r.naive(ctx, sc, w)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+// measured resets the data, runs run with its statements profiled under
+// name, and says whether the end state is want.
+func (r *runner) measured(ctx context.Context, name, want string, run func() (*Result, error)) (*Result, error) {
+	if err := r.reset(ctx); err != nil {
+		return nil, err
+	}
+	r.resetStatements(ctx)
+	res, err := run()
+	if err != nil {
+		return nil, err
+	}
+	r.topStatements(ctx, name)
+	got, err := r.fingerprint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.StateOK = got == want
+	return res, nil
+}
+
+// setBased runs the scenario's set-based statements in one transaction.
+func (r *runner) setBased(ctx context.Context, sc scenario) (*Result, error) {
 	if err := r.reset(ctx); err != nil {
 		return nil, err
 	}
@@ -428,64 +494,12 @@ func (r *runner) scenario(ctx context.Context, sc scenario) ([]Result, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("set-based: %w", err)
+		return nil, err
 	}
 	r.topStatements(ctx, sc.name+", set-based SQL")
-	base := Result{Scenario: sc.name, Variant: "set-based SQL", Items: items, Seconds: time.Since(start).Seconds(), StateOK: true}
+	base := &Result{Scenario: sc.name, Variant: "set-based SQL", Items: items, Seconds: time.Since(start).Seconds(), StateOK: true}
 	base.ItemsPerSec = float64(items) / base.Seconds
-	out = append(out, base)
-	want, err := r.fingerprint(ctx)
-	if err != nil {
-		return nil, err
-	}
-	// (b') the same chunks in plain SQL, a session per core.
-	if err := r.reset(ctx); err != nil {
-		return nil, err
-	}
-	r.resetStatements(ctx)
-	chunked, err := r.chunkedSQL(ctx, sc)
-	if err != nil {
-		return nil, fmt.Errorf("chunked SQL: %w", err)
-	}
-	r.topStatements(ctx, sc.name+", chunked SQL")
-	got, err := r.fingerprint(ctx)
-	if err != nil {
-		return nil, err
-	}
-	chunked.StateOK = got == want
-	out = append(out, chunked)
-	// (a) the engine with worker processes.
-	for _, w := range r.o.Workers {
-		if err := r.reset(ctx); err != nil {
-			return nil, err
-		}
-		r.log("%s: job with %d worker process(es)", sc.name, w)
-		r.resetStatements(ctx)
-		res, err := r.job(ctx, sc.name, w, batch.Params{})
-		if err != nil {
-			return nil, err
-		}
-		r.topStatements(ctx, fmt.Sprintf("%s, job with %d worker(s)", sc.name, w))
-		got, err := r.fingerprint(ctx)
-		if err != nil {
-			return nil, err
-		}
-		res.StateOK = got == want
-		out = append(out, res)
-	}
-	// (c) one asynq task per item, on a sample.
-	for _, w := range r.o.Workers {
-		if err := r.reset(ctx); err != nil {
-			return nil, err
-		}
-		r.log("%s: one task per item with %d worker process(es)", sc.name, w)
-		res, err := r.naive(ctx, sc, w)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, res)
-	}
-	return out, nil
+	return base, nil
 }
 
 // startWorkers starts n processes of bin with args and returns them with a

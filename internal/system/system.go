@@ -74,21 +74,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, appName stri
 		return nil, err
 	}
 	s.DB = db
-	if cfg.RedisURL != "" {
-		opt, err := asynq.ParseRedisURI(cfg.RedisURL)
-		if err != nil {
-			db.Close()
-			return nil, fmt.Errorf("REDIS_URL: %w", err)
-		}
-		s.Redis = opt
-		s.Client = asynq.NewClient(opt)
-		if c, ok := opt.MakeRedisClient().(redis.UniversalClient); ok {
-			s.RedisClient = c
-		}
-		if err := refuseCluster(ctx, s.RedisClient); err != nil {
-			s.Close()
-			return nil, err
-		}
+	if err := s.openRedis(ctx); err != nil {
+		s.Close()
+		return nil, err
 	}
 	// Only a process that uses files opens the store (and so needs its
 	// credentials): the scheduler and ptctl's job commands do not.
@@ -117,6 +105,24 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, appName stri
 	s.Engine = batch.New(db, s.Client, s.Registry, batch.Options{Logger: log, Metrics: batch.NewMetrics(s.Metrics),
 		MaxRetry: cfg.Fleet.TaskMaxRetry, Partitions: sizer, FixedSize: cfg.Partitions > 0, PartitionsAtOnce: cfg.PartitionsAtOnce})
 	return s, nil
+}
+
+// openRedis connects the asynq client and the Redis client of REDIS_URL,
+// when set.
+func (s *System) openRedis(ctx context.Context) error {
+	if s.Config.RedisURL == "" {
+		return nil
+	}
+	opt, err := asynq.ParseRedisURI(s.Config.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	s.Redis = opt
+	s.Client = asynq.NewClient(opt)
+	if c, ok := opt.MakeRedisClient().(redis.UniversalClient); ok {
+		s.RedisClient = c
+	}
+	return refuseCluster(ctx, s.RedisClient)
 }
 
 // processName is the process kind in appName ("passbatch-api" → "api");
