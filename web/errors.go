@@ -6,7 +6,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/gym"
 )
 
@@ -46,12 +45,11 @@ func asAPIError(err error) *APIError {
 		return invalid(fe.Field, fe.Message)
 	case errors.As(err, &fbe):
 		return &APIError{Status: fbe.Code, Code: codeFor(fbe.Code), Message: fbe.Message}
-	case errors.Is(err, gym.ErrNotFound), errors.Is(err, batch.ErrNotFound), errors.Is(err, batch.ErrUnknownJob):
+	case gym.IsNotFound(err):
 		return &APIError{Status: fiber.StatusNotFound, Code: "not_found", Message: err.Error()}
-	case errors.Is(err, batch.ErrInvalidParams):
+	case gym.IsInvalidParams(err):
 		return invalid("params", err.Error())
-	case errors.Is(err, gym.ErrConflict), errors.Is(err, batch.ErrAlreadyComplete), errors.Is(err, batch.ErrAlreadyRunning),
-		errors.Is(err, batch.ErrAbandoned), errors.Is(err, batch.ErrInvalidTransition), errors.Is(err, batch.ErrNotRestartable):
+	case gym.IsConflict(err):
 		return &APIError{Status: fiber.StatusConflict, Code: "conflict", Message: err.Error()}
 	}
 	return nil

@@ -2,13 +2,12 @@ package web
 
 import (
 	"fmt"
+	"github.com/passbatch/passbatch/gym"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-
-	"github.com/passbatch/passbatch/batch"
 )
 
 // stepBar is one step on an execution's timeline, in 1000ths of its span.
@@ -19,7 +18,7 @@ type stepBar struct {
 
 // timeline lays d's steps out on one time axis: each bar from the step's
 // start to its end (or now), so a split's branches run side by side.
-func timeline(d *batch.ExecutionDetail, now time.Time) []stepBar {
+func timeline(d *gym.ExecutionDetail, now time.Time) []stepBar {
 	start := d.CreateTime
 	if d.StartTime != nil {
 		start = *d.StartTime
@@ -67,7 +66,7 @@ func (s *server) executionView(c *fiber.Ctx) (fiber.Map, error) {
 		}
 	}
 	tl := timeline(d, s.o.Now())
-	m := fiber.Map{"D": d, "Running": batch.Running(d.Status), "ETA": eta, "Timeline": tl, "TimelineHeight": max(len(tl)*24, 24)}
+	m := fiber.Map{"D": d, "Running": gym.Running(d.Status), "ETA": eta, "Timeline": tl, "TimelineHeight": max(len(tl)*24, 24)}
 	after, _ := strconv.ParseInt(c.Query("skipped_after"), 10, 64)
 	const page = 50
 	skipped, err := s.o.Engine.Skipped(c.UserContext(), d.JobExecutionID, after, page+1)
@@ -124,7 +123,7 @@ func (s *server) apiSkipped(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(list(out, func(r batch.SkipRecord) int64 { return r.ID }, p))
+	return c.JSON(list(out, func(r gym.SkipRecord) int64 { return r.ID }, p))
 }
 
 // etaText formats a number of seconds left.
@@ -151,7 +150,7 @@ type spark struct {
 	Title  string
 }
 
-func sparkline(runs []batch.RunPoint) *spark {
+func sparkline(runs []gym.RunPoint) *spark {
 	if len(runs) < 2 {
 		return nil
 	}
@@ -168,7 +167,7 @@ func sparkline(runs []batch.RunPoint) *spark {
 		x := i * 100 / (len(runs) - 1)
 		y := 22 - int(20*r.Seconds/top)
 		pts = append(pts, fmt.Sprintf("%d,%d", x, y))
-		if r.Status == batch.StatusFailed || r.Status == batch.StatusAbandoned {
+		if r.Status == gym.StatusFailed || r.Status == gym.StatusAbandoned {
 			sp.Fails = append(sp.Fails, struct{ X, Y int }{x, y})
 		}
 	}

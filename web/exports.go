@@ -9,12 +9,11 @@ import (
 
 	"github.com/passbatch/passbatch/gym"
 	"github.com/passbatch/passbatch/models"
-	"github.com/passbatch/passbatch/tasks"
 )
 
 func (s *server) exportRoutes(a fiber.Router) {
 	a.Post("/exports", func(c *fiber.Ctx) error {
-		var req tasks.ExportRequest
+		var req gym.ExportRequest
 		if err := decodeJSON(c, &req); err != nil {
 			return err
 		}
@@ -94,7 +93,7 @@ func (s *server) pageExports(c *fiber.Ctx) error {
 }
 
 func (s *server) pageExportCreate(c *fiber.Ctx) error {
-	req := tasks.ExportRequest{Kind: c.FormValue("kind"), Format: c.FormValue("format"), Force: c.FormValue("force") == "on"}
+	req := gym.ExportRequest{Kind: c.FormValue("kind"), Format: c.FormValue("format"), Force: c.FormValue("force") == "on"}
 	if c.FormValue("nobom") == "on" {
 		req.BOM = new(false)
 	}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/passbatch/passbatch/gym"
 	"github.com/passbatch/passbatch/models"
-	"github.com/passbatch/passbatch/tasks"
 )
 
 func (s *server) grantRoutes(a fiber.Router) {
@@ -42,11 +41,11 @@ func (s *server) grantRoutes(a fiber.Router) {
 			return invalid("user_group_id", "required")
 		}
 		// A bulk pass is granted at its start (default now).
-		return s.apiGrant(c, tasks.GrantRequest{UserGroupID: req.UserGroupID, PackageID: req.PackageID, Count: req.Count,
+		return s.apiGrant(c, gym.GrantRequest{UserGroupID: req.UserGroupID, PackageID: req.PackageID, Count: req.Count,
 			StartedAt: req.StartedAt, EndedAt: req.EndedAt, At: req.StartedAt})
 	})
 	a.Post("/grants", func(c *fiber.Ctx) error {
-		var req tasks.GrantRequest
+		var req gym.GrantRequest
 		if err := decodeJSON(c, &req); err != nil {
 			return err
 		}
@@ -56,7 +55,7 @@ func (s *server) grantRoutes(a fiber.Router) {
 
 // apiGrant grants with the request's Idempotency-Key, scoped by who asks
 // and the route (not its spelling: /API/admin/grants/ is the same route).
-func (s *server) apiGrant(c *fiber.Ctx, req tasks.GrantRequest) error {
+func (s *server) apiGrant(c *fiber.Ctx, req gym.GrantRequest) error {
 	idem, err := idempotencyOf(c)
 	if err != nil {
 		return err
@@ -117,8 +116,8 @@ func (s *server) pageBulk(c *fiber.Ctx) error {
 }
 
 // grantForm reads the bulk-grant form into a request.
-func grantForm(c *fiber.Ctx) (tasks.GrantRequest, error) {
-	var req tasks.GrantRequest
+func grantForm(c *fiber.Ctx) (gym.GrantRequest, error) {
+	var req gym.GrantRequest
 	pid, err := strconv.ParseInt(c.FormValue("package_id"), 10, 64)
 	if err != nil {
 		return req, &gym.FieldError{Field: "package_id", Message: "choose a package"}
@@ -160,7 +159,7 @@ func grantForm(c *fiber.Ctx) (tasks.GrantRequest, error) {
 func (s *server) pageBulkCreate(c *fiber.Ctx) error {
 	req, err := grantForm(c)
 	if err == nil {
-		var g *tasks.Grant
+		var g *gym.Grant
 		if g, _, err = s.gym.Grant(c.UserContext(), req, nil); err == nil {
 			return c.Redirect(fmt.Sprintf("/admin/bulk-passes?ok=%d", g.BulkPassID))
 		}

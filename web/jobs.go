@@ -8,7 +8,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/gym"
 	"github.com/passbatch/passbatch/models"
 )
@@ -46,7 +45,7 @@ func (s *server) jobRoutes(a fiber.Router) {
 		}
 		m := fiber.Map{"job_execution_id": now}
 		if c.Params("action") == gym.ActionRestart {
-			m["status"] = batch.StatusStarting
+			m["status"] = gym.StatusStarting
 		}
 		return c.Status(fiber.StatusAccepted).JSON(m)
 	})
@@ -72,12 +71,12 @@ func (s *server) apiLaunch(c *fiber.Ctx) error {
 			return err
 		}
 	}
-	p := batch.Params{}
+	p := gym.Params{}
 	for k, v := range req.Params {
 		if k == "" || len(k) > 100 || len(v) > 1000 {
 			return invalid("params", "names are 1 to 100 characters, values at most 1000")
 		}
-		p[k] = batch.Param{Value: v, Identifying: true}
+		p[k] = gym.Param{Value: v, Identifying: true}
 	}
 	for _, k := range req.NonIdentifying {
 		if v, ok := p[k]; ok {
@@ -92,8 +91,8 @@ func (s *server) apiLaunch(c *fiber.Ctx) error {
 	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"job_execution_id": je.JobExecutionID, "status": je.Status})
 }
 
-var statuses = []string{batch.StatusStarting, batch.StatusStarted, batch.StatusStopping, batch.StatusStopped,
-	batch.StatusFailed, batch.StatusCompleted, batch.StatusAbandoned}
+var statuses = []string{gym.StatusStarting, gym.StatusStarted, gym.StatusStopping, gym.StatusStopped,
+	gym.StatusFailed, gym.StatusCompleted, gym.StatusAbandoned}
 
 func (s *server) apiExecutions(c *fiber.Ctx) error {
 	p, err := pageOf(c)
@@ -110,9 +109,9 @@ func (s *server) apiExecutions(c *fiber.Ctx) error {
 		return err
 	}
 	if out == nil {
-		out = []batch.ExecutionSummary{}
+		out = []gym.ExecutionSummary{}
 	}
-	return c.JSON(list(out, func(e batch.ExecutionSummary) int64 { return e.JobExecutionID }, p))
+	return c.JSON(list(out, func(e gym.ExecutionSummary) int64 { return e.JobExecutionID }, p))
 }
 
 func contains(list []string, s string) bool {
@@ -126,8 +125,8 @@ func contains(list []string, s string) bool {
 
 // historyFilter reads the history's filter from the query: job, status,
 // from and to (dates in the gym's zone, or RFC 3339), before (paging).
-func historyFilter(c *fiber.Ctx) (batch.ExecutionFilter, error) {
-	f := batch.ExecutionFilter{JobName: c.Query("job"), Status: strings.ToUpper(c.Query("status"))}
+func historyFilter(c *fiber.Ctx) (gym.ExecutionFilter, error) {
+	f := gym.ExecutionFilter{JobName: c.Query("job"), Status: strings.ToUpper(c.Query("status"))}
 	if f.Status != "" && !contains(statuses, f.Status) {
 		return f, invalid("status", "an execution status such as COMPLETED")
 	}
@@ -173,7 +172,7 @@ func (s *server) pageJobs(c *fiber.Ctx) error {
 	}
 	f, ferr := historyFilter(c)
 	if ferr != nil {
-		f = batch.ExecutionFilter{}
+		f = gym.ExecutionFilter{}
 	}
 	const page = 25
 	f.Limit = page
@@ -185,7 +184,7 @@ func (s *server) pageJobs(c *fiber.Ctx) error {
 	if len(execs) == page {
 		older = execs[page-1].JobExecutionID
 	}
-	var detail *batch.ExecutionDetail
+	var detail *gym.ExecutionDetail
 	if v := c.Query("execution"); v != "" {
 		if id, err := strconv.ParseInt(v, 10, 64); err == nil {
 			detail, _ = s.o.Engine.Execution(ctx, id)
@@ -195,7 +194,7 @@ func (s *server) pageJobs(c *fiber.Ctx) error {
 	}
 	running := false
 	for _, e := range execs {
-		running = running || batch.Running(e.Status)
+		running = running || gym.Running(e.Status)
 	}
 	msg := c.Query("error")
 	if ferr != nil {
@@ -209,7 +208,7 @@ func (s *server) pageJobs(c *fiber.Ctx) error {
 }
 
 func (s *server) pageLaunch(c *fiber.Ctx) error {
-	je, err := s.gym.Launch(c.UserContext(), c.Params("name"), batch.Params{}, c.FormValue("new_instance") == "1")
+	je, err := s.gym.Launch(c.UserContext(), c.Params("name"), gym.Params{}, c.FormValue("new_instance") == "1")
 	if err != nil {
 		return s.redirectError(c, "/admin/jobs", err)
 	}

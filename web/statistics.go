@@ -1,13 +1,13 @@
 package web
 
 import (
+	"github.com/passbatch/passbatch/gym"
 	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/passbatch/passbatch/models"
-	"github.com/passbatch/passbatch/tasks"
 )
 
 func (s *server) statisticsRoutes(a fiber.Router) {
@@ -84,7 +84,7 @@ func (s *server) pageStats(c *fiber.Ctx) error {
 		return err
 	}
 	for i := range reports {
-		reports[i].Key = strings.TrimPrefix(reports[i].Key, tasks.ReportPrefix)
+		reports[i].Key = strings.TrimPrefix(reports[i].Key, gym.ReportPrefix)
 	}
 	return s.render(c, "stats", "stats", fiber.Map{
 		"Gran": gran, "Bars": bars, "BarW": w/2 - 2, "ChartW": 40 + len(bars)*w + 20, "Max": top, "Rows": st.Items,

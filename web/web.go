@@ -25,7 +25,6 @@ import (
 	"github.com/uptrace/bun"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/gym"
 	"github.com/passbatch/passbatch/storage"
 	"github.com/passbatch/passbatch/views"
@@ -44,7 +43,7 @@ type Options struct {
 	// Engine launches and steers jobs; Client enqueues grant tasks; Redis
 	// is the connection asynqmon inspects; RedisClient keeps the login
 	// limits (default: one made from Redis).
-	Engine      *batch.Engine
+	Engine      *gym.Engine
 	Client      *asynq.Client
 	Redis       asynq.RedisConnOpt
 	RedisClient redis.UniversalClient

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/passbatch/passbatch/gym"
 	"io"
 	"log/slog"
 	"os"
@@ -175,11 +176,7 @@ func jobsLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer svc.Close()
-	launch := svc.Engine.Launch
-	if next {
-		launch = svc.Engine.LaunchNext
-	}
-	je, err := launch(ctx, rest[0], params)
+	je, err := operations(svc).Launch(ctx, rest[0], params, next)
 	if err != nil {
 		return jobsErr(err)
 	}
@@ -367,28 +364,27 @@ func jobsControl(ctx context.Context, what string, args []string, stdout, stderr
 		return err
 	}
 	defer svc.Close()
+	// The same operations as the admin pages and the API.
+	now, err := operations(svc).Control(ctx, id, what)
+	if err != nil {
+		return jobsErr(err)
+	}
 	switch what {
-	case "restart":
-		je, err := svc.Engine.Restart(ctx, id)
-		if err != nil {
-			return jobsErr(err)
-		}
-		fmt.Fprintln(stdout, je.JobExecutionID)
-	case "stop":
-		if err := svc.Engine.Stop(ctx, id); err != nil {
-			return jobsErr(err)
-		}
+	case gym.ActionRestart:
+		fmt.Fprintln(stdout, now)
+	case gym.ActionStop:
 		fmt.Fprintf(stdout, "execution %d is stopping\n", id)
-	case "abandon":
-		if err := svc.Engine.Abandon(ctx, id); err != nil {
-			return jobsErr(err)
-		}
+	case gym.ActionAbandon:
 		fmt.Fprintf(stdout, "execution %d abandoned\n", id)
-	case "recover":
-		if err := svc.Engine.Recover(ctx, id, svc.Config.Fleet.FailoverAfter); err != nil {
-			return jobsErr(err)
-		}
+	case gym.ActionRecover:
 		fmt.Fprintf(stdout, "execution %d recovered: FAILED; restart or abandon it\n", id)
 	}
 	return nil
+}
+
+// operations is the gym service over svc: the operations the pages and
+// the API run, for ptctl to run the same.
+func operations(svc *system.System) *gym.Service {
+	return &gym.Service{DB: svc.DB, Client: svc.Client, Engine: svc.Engine, Store: svc.Store, Logger: svc.Logger,
+		LiveFor: svc.Config.Fleet.FailoverAfter}
 }
