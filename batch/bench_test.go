@@ -18,7 +18,7 @@ import (
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/batch/internal/testjob"
-	"github.com/passbatch/passbatch/internal/bench"
+	"github.com/passbatch/passbatch/benchmark"
 )
 
 // BenchmarkEngine runs the test job (n = n + 1 on every row) over
@@ -82,7 +82,7 @@ func BenchmarkEngine(b *testing.B) {
 				elapsed := time.Since(start)
 				var peak int64
 				for _, p := range procs {
-					if kb := bench.PeakRSSKB(p.Process.Pid); kb > peak {
+					if kb := benchmark.PeakRSSKB(p.Process.Pid); kb > peak {
 						peak = kb
 					}
 					_ = p.Process.Signal(syscall.SIGTERM)

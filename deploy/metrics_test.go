@@ -15,8 +15,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/passbatch/passbatch/batch"
-	"github.com/passbatch/passbatch/internal/system"
 	"github.com/passbatch/passbatch/internal/testenv"
+	"github.com/passbatch/passbatch/process"
 )
 
 // registerer keeps what is registered with it.
@@ -48,8 +48,8 @@ func enqueueProbes(t *testing.T, url string, n int, queues []string, opts ...asy
 }
 
 // exported is every metric name a passbatch process serves: what
-// system.Open registers in every process (the Go and process collectors,
-// the engine's metrics) and what the api adds (system.RepositoryCollectors,
+// process.Open registers in every process (the Go and process collectors,
+// the engine's metrics) and what the api adds (process.RepositoryCollectors,
 // over a Redis that has a queue, so asynq's collector describes itself).
 func exported(t *testing.T) map[string]bool {
 	t.Helper()
@@ -60,9 +60,9 @@ func exported(t *testing.T) map[string]bool {
 	insp := asynq.NewInspector(opt)
 	defer insp.Close()
 	reg := &registerer{}
-	reg.MustRegister(system.ProcessCollectors()...)
+	reg.MustRegister(process.ProcessCollectors()...)
 	batch.NewMetrics(reg)
-	reg.MustRegister(system.RepositoryCollectors(db.DB, insp)...)
+	reg.MustRegister(process.RepositoryCollectors(db.DB, insp)...)
 	names := map[string]bool{}
 	for _, c := range reg.cs {
 		ch := make(chan *prometheus.Desc, 256)

@@ -17,12 +17,12 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/passbatch/passbatch/config"
-	"github.com/passbatch/passbatch/internal/system"
+	"github.com/passbatch/passbatch/process"
 	"github.com/passbatch/passbatch/web"
 )
 
 func main() {
-	system.Main("api", config.Need{Redis: true, Web: true, Storage: true}, func(cfg config.Config, log *slog.Logger) system.Program {
+	process.Main("api", config.Need{Redis: true, Web: true, Storage: true}, func(cfg config.Config, log *slog.Logger) process.Program {
 		return &Main{Config: cfg, Logger: log}
 	})
 }
@@ -32,8 +32,8 @@ type Main struct {
 	Config config.Config
 	Logger *slog.Logger
 
-	sys      *system.System
-	metrics  *system.MetricsServer
+	sys      *process.System
+	metrics  *process.MetricsServer
 	app      *fiber.App
 	draining atomic.Bool
 	wg       sync.WaitGroup
@@ -41,12 +41,12 @@ type Main struct {
 
 // Run opens the system and starts serving HTTP_ADDR.
 func (m *Main) Run(ctx context.Context) error {
-	sys, err := system.Open(ctx, m.Config, m.Logger, "passbatch-api")
+	sys, err := process.Open(ctx, m.Config, m.Logger, "passbatch-api")
 	if err != nil {
 		return err
 	}
 	m.sys = sys
-	sys.Metrics.MustRegister(system.RepositoryCollectors(sys.DB, sys.Inspector)...)
+	sys.Metrics.MustRegister(process.RepositoryCollectors(sys.DB, sys.Inspector)...)
 	w := m.Config.Web
 	m.app = web.New(web.Options{
 		DB: sys.DB, Logger: m.Logger, Metrics: sys.Metrics, MetricsToken: w.MetricsToken, PingRedis: sys.PingRedis,
@@ -68,7 +68,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}()
 	m.Logger.Info("api listening", "addr", ln.Addr().String())
 	if m.Config.MetricsAddr != "" {
-		m.metrics = system.ServeMetrics(m.Config.MetricsAddr, sys.Metrics, w.Pprof, m.Logger)
+		m.metrics = process.ServeMetrics(m.Config.MetricsAddr, sys.Metrics, w.Pprof, m.Logger)
 	} else if w.MetricsToken == "" {
 		m.Logger.Warn("metrics are not served: set METRICS_ADDR (a private address) or METRICS_TOKEN (for /metrics on the public port)")
 	}
@@ -76,7 +76,7 @@ func (m *Main) Run(ctx context.Context) error {
 }
 
 // Close turns /readyz to 503, lets in-flight requests finish within
-// SHUTDOWN_TIMEOUT and closes the system.
+// SHUTDOWN_TIMEOUT and closes the process.
 func (m *Main) Close() error {
 	m.draining.Store(true)
 	var err error

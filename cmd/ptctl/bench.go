@@ -13,8 +13,8 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/passbatch/passbatch/benchmark"
 	"github.com/passbatch/passbatch/config"
-	"github.com/passbatch/passbatch/internal/bench"
 	"github.com/passbatch/passbatch/internal/database"
 )
 
@@ -38,8 +38,8 @@ func parseScenarios(v string) ([]string, error) {
 		if f = strings.TrimSpace(f); f == "" {
 			continue
 		}
-		if !slices.Contains(bench.Scenarios, f) {
-			return nil, usageErr("bench: --only: unknown scenario %q (known: %s)", f, strings.Join(bench.Scenarios, ", "))
+		if !slices.Contains(benchmark.Scenarios, f) {
+			return nil, usageErr("bench: --only: unknown scenario %q (known: %s)", f, strings.Join(benchmark.Scenarios, ", "))
 		}
 		out = append(out, f)
 	}
@@ -72,7 +72,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	notices := fs.Int("notices", 100_000, "classes starting in one minute for notify-before-class")
 	apiSeconds := fs.Float64("api-seconds", 8, "seconds each api route is loaded under each generator")
 	apiExecutions := fs.Int("api-executions", 100_000, "job executions in the repository while the admin pages are loaded")
-	only := fs.String("only", "", "comma-separated scenarios to run ("+strings.Join(bench.Scenarios, ", ")+"); empty runs all")
+	only := fs.String("only", "", "comma-separated scenarios to run ("+strings.Join(benchmark.Scenarios, ", ")+"); empty runs all")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -103,7 +103,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	rep, err := bench.Run(ctx, bench.Options{
+	rep, err := benchmark.Run(ctx, benchmark.Options{
 		DatabaseURL: cfg.DatabaseURL, RedisURL: cfg.RedisURL, Users: *users, Bookings: *bookings, Workers: ws,
 		WorkerBin: wb, APIBin: ab, SelfBin: self, NaiveSample: *sample, Notices: *notices, APISeconds: *apiSeconds, APIExecutions: *apiExecutions, Progress: stderr, Only: scenarios,
 	})
@@ -118,8 +118,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // writeBenchReport prints the report and writes it to out (when set).
-func writeBenchReport(rep *bench.Report, cmd, out string, stdout, stderr io.Writer) error {
-	if err := bench.WriteMarkdown(stdout, rep, cmd); err != nil {
+func writeBenchReport(rep *benchmark.Report, cmd, out string, stdout, stderr io.Writer) error {
+	if err := benchmark.WriteMarkdown(stdout, rep, cmd); err != nil {
 		return err
 	}
 	if out == "" {
@@ -133,7 +133,7 @@ func writeBenchReport(rep *bench.Report, cmd, out string, stdout, stderr io.Writ
 		return err
 	}
 	defer f.Close()
-	if err := bench.WriteMarkdown(f, rep, cmd); err != nil {
+	if err := benchmark.WriteMarkdown(f, rep, cmd); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "bench: wrote %s\n", out)
@@ -157,7 +157,7 @@ func naiveWorker(ctx context.Context) error {
 	}
 	srv := asynq.NewServer(opt, asynq.Config{Concurrency: cfg.WorkerConcurrency, Queues: map[string]int{"bench-naive": 1},
 		LogLevel: asynq.WarnLevel, TaskCheckInterval: 50 * time.Millisecond})
-	if err := srv.Start(bench.NaiveMux(db)); err != nil {
+	if err := srv.Start(benchmark.NaiveMux(db)); err != nil {
 		return err
 	}
 	<-ctx.Done()

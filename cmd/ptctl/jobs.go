@@ -16,10 +16,10 @@ import (
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/config"
-	"github.com/passbatch/passbatch/internal/system"
+	"github.com/passbatch/passbatch/process"
 )
 
-func openService(ctx context.Context) (*system.System, error) {
+func openService(ctx context.Context) (*process.System, error) {
 	cfg, err := config.FromEnv(config.Need{Redis: true})
 	if err != nil {
 		return nil, err
@@ -29,7 +29,7 @@ func openService(ctx context.Context) (*system.System, error) {
 	if os.Getenv("LOG_LEVEL") == "" {
 		cfg.LogLevel = slog.LevelWarn
 	}
-	return system.Open(ctx, cfg, cfg.Logger(), "passbatch-ptctl")
+	return process.Open(ctx, cfg, cfg.Logger(), "passbatch-ptctl")
 }
 
 // jobsErr maps the engine's refusals to exit statuses.
@@ -384,7 +384,7 @@ func jobsControl(ctx context.Context, what string, args []string, stdout, stderr
 
 // operations is the gym service over svc: the operations the pages and
 // the API run, for ptctl to run the same.
-func operations(svc *system.System) *gym.Service {
+func operations(svc *process.System) *gym.Service {
 	return &gym.Service{DB: svc.DB, Client: svc.Client, Engine: svc.Engine, Store: svc.Store, Logger: svc.Logger,
 		LiveFor: svc.Config.Fleet.FailoverAfter}
 }

@@ -10,8 +10,8 @@ import (
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/config"
-	"github.com/passbatch/passbatch/internal/system"
 	"github.com/passbatch/passbatch/models"
+	"github.com/passbatch/passbatch/process"
 )
 
 // jobsPurge deletes (or with --dry-run counts) the finished work older
@@ -37,7 +37,7 @@ func jobsPurge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if os.Getenv("LOG_LEVEL") == "" {
 		cfg.LogLevel = slog.LevelWarn
 	}
-	sys, err := system.Open(ctx, cfg, cfg.Logger(), "passbatch-ptctl")
+	sys, err := process.Open(ctx, cfg, cfg.Logger(), "passbatch-ptctl")
 	if err != nil {
 		return err
 	}

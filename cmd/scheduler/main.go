@@ -20,12 +20,12 @@ import (
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/config"
-	"github.com/passbatch/passbatch/internal/system"
+	"github.com/passbatch/passbatch/process"
 	"github.com/passbatch/passbatch/tasks"
 )
 
 func main() {
-	system.Main("scheduler", config.Need{Redis: true}, func(cfg config.Config, log *slog.Logger) system.Program {
+	process.Main("scheduler", config.Need{Redis: true}, func(cfg config.Config, log *slog.Logger) process.Program {
 		entries, err := tasks.Schedule(cfg.Schedule)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "scheduler: config: %v\n", err)
@@ -41,7 +41,7 @@ type Main struct {
 	Logger  *slog.Logger
 	Entries []tasks.Entry
 
-	sys    *system.System
+	sys    *process.System
 	sch    *asynq.Scheduler
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -50,7 +50,7 @@ type Main struct {
 // Run registers the cron table, launches each job's latest tick and starts
 // the reconciler.
 func (m *Main) Run(ctx context.Context) error {
-	sys, err := system.Open(ctx, m.Config, m.Logger, "passbatch-scheduler")
+	sys, err := process.Open(ctx, m.Config, m.Logger, "passbatch-scheduler")
 	if err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func (m *Main) Run(ctx context.Context) error {
 }
 
 // Close stops the cron and the reconciler, waits for them and closes the
-// system.
+// process.
 func (m *Main) Close() error {
 	if m.sch != nil {
 		m.sch.Shutdown()

@@ -16,12 +16,12 @@ import (
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/config"
-	"github.com/passbatch/passbatch/internal/system"
+	"github.com/passbatch/passbatch/process"
 	"github.com/passbatch/passbatch/tasks"
 )
 
 func main() {
-	system.Main("worker", config.Need{Redis: true, Storage: true}, func(cfg config.Config, log *slog.Logger) system.Program {
+	process.Main("worker", config.Need{Redis: true, Storage: true}, func(cfg config.Config, log *slog.Logger) process.Program {
 		return &Main{Config: cfg, Logger: log}
 	})
 }
@@ -31,9 +31,9 @@ type Main struct {
 	Config config.Config
 	Logger *slog.Logger
 
-	sys     *system.System
+	sys     *process.System
 	worker  *batch.Worker
-	metrics *system.MetricsServer
+	metrics *process.MetricsServer
 }
 
 // Run opens the system and starts the worker and the metrics server.
@@ -41,7 +41,7 @@ func (m *Main) Run(ctx context.Context) error {
 	// The worker's sessions carry its ID: the reconciler ends them if it
 	// declares the worker dead (frozen), releasing its locks.
 	id := batch.NewWorkerID()
-	sys, err := system.Open(ctx, m.Config, m.Logger, id)
+	sys, err := process.Open(ctx, m.Config, m.Logger, id)
 	if err != nil {
 		return err
 	}
@@ -61,12 +61,12 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	if m.Config.MetricsAddr != "" {
-		m.metrics = system.ServeMetrics(m.Config.MetricsAddr, m.sys.Metrics, m.Config.Web.Pprof, m.Logger)
+		m.metrics = process.ServeMetrics(m.Config.MetricsAddr, m.sys.Metrics, m.Config.Web.Pprof, m.Logger)
 	}
 	return nil
 }
 
-// Close drains the worker, stops the metrics server and closes the system.
+// Close drains the worker, stops the metrics server and closes the process.
 func (m *Main) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), m.Config.Fleet.ShutdownTimeout)
 	defer cancel()

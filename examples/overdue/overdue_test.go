@@ -96,7 +96,7 @@ func wait(t *testing.T, eng *batch.Engine, id int64) *batch.ExecutionDetail {
 func count(t *testing.T, db *bun.DB, where string) int {
 	t.Helper()
 	var n int
-	if err := db.NewRaw("SELECT count(*) FROM invoice WHERE " + where).Scan(context.Background(), &n); err != nil {
+	if err := db.NewRaw("SELECT count(*) FROM invoice WHERE "+where).Scan(context.Background(), &n); err != nil {
 		t.Fatal(err)
 	}
 	return n

@@ -22,7 +22,9 @@ type Func struct {
 	Lines int
 }
 
-func (f Func) String() string { return fmt.Sprintf("%s:%d: %s is %d lines", f.File, f.Line, f.Name, f.Lines) }
+func (f Func) String() string {
+	return fmt.Sprintf("%s:%d: %s is %d lines", f.File, f.Line, f.Name, f.Lines)
+}
 
 // Long lists the functions over max lines in the .go files under root,
 // tests and hidden or vendored directories left out.

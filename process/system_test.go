@@ -1,4 +1,4 @@
-package system_test
+package process_test
 
 import (
 	"context"
@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/passbatch/passbatch/config"
-	"github.com/passbatch/passbatch/internal/system"
 	"github.com/passbatch/passbatch/internal/testenv"
+	"github.com/passbatch/passbatch/process"
 	"github.com/passbatch/passbatch/storage"
 )
 
@@ -56,13 +56,13 @@ func TestRefusesRedisCluster(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		sys, err := system.Open(context.Background(), cfg, log, "system-test")
+		sys, err := process.Open(context.Background(), cfg, log, "system-test")
 		if err == nil {
 			sys.Close()
 		}
 		return err
 	}
-	if err := open(fmt.Sprintf("redis://127.0.0.1:%d/0", port)); !errors.Is(err, system.ErrRedisCluster) {
+	if err := open(fmt.Sprintf("redis://127.0.0.1:%d/0", port)); !errors.Is(err, process.ErrRedisCluster) {
 		t.Fatalf("a Redis Cluster node: %v, want ErrRedisCluster", err)
 	}
 	if err := open(testenv.NewRedis(t).URL); err != nil {
@@ -76,7 +76,7 @@ func TestRefusesRedisCluster(t *testing.T) {
 func TestStorageOnlyWhereFilesAreUsed(t *testing.T) {
 	db := testenv.NewDB(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	open := func(need config.Need) (*system.System, error) {
+	open := func(need config.Need) (*process.System, error) {
 		cfg, err := config.Load(func(k string) (string, bool) {
 			v, ok := map[string]string{"DATABASE_URL": db.URL, "STORAGE_URL": "s3://nowhere", "S3_ENDPOINT": "127.0.0.1:1", "S3_INSECURE": "true"}[k]
 			return v, ok
@@ -84,7 +84,7 @@ func TestStorageOnlyWhereFilesAreUsed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return system.Open(context.Background(), cfg, log, "system-test")
+		return process.Open(context.Background(), cfg, log, "system-test")
 	}
 	sys, err := open(config.Need{})
 	if err != nil {

@@ -1,8 +1,8 @@
-// Package system opens what a passbatch process runs on, from its config:
+// Package process opens what a passbatch process runs on, from its config:
 // the database, Redis, the notifier, file storage, the job registry and the
 // batch engine. Every main package opens one and adds its own front (the
 // api's web server, the worker, the scheduler).
-package system
+package process
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package bench
+package benchmark
 
 // The engine's own costs, measured beside the jobs: the chunked-SQL limit
 // (the same chunks in plain SQL, as many sessions as cores: what a chunked

@@ -1,10 +1,10 @@
-// Package bench is passbatch's performance record: it seeds a data set,
+// Package benchmark is passbatch's performance record: it seeds a data set,
 // then for each job measures the engine with 1, 2, 4… real worker
 // processes against the physical limit (one set-based SQL statement making
 // the same change to the same rows) and against the naive design (one asynq
 // task per item), verifying after every run that the end state equals the
 // set-based one. `ptctl bench` runs it; `make bench` starts the servers.
-package bench
+package benchmark
 
 import (
 	"bufio"

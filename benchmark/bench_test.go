@@ -1,4 +1,4 @@
-package bench_test
+package benchmark_test
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/passbatch/passbatch/internal/bench"
+	"github.com/passbatch/passbatch/benchmark"
 	"github.com/passbatch/passbatch/internal/database"
 	"github.com/passbatch/passbatch/internal/testenv"
 )
@@ -36,7 +36,7 @@ func TestRunSmall(t *testing.T) {
 		}
 	})
 	var progress bytes.Buffer
-	rep, err := bench.Run(context.Background(), bench.Options{
+	rep, err := benchmark.Run(context.Background(), benchmark.Options{
 		DatabaseURL: db.URL, RedisURL: rd.URL, Users: 500, Bookings: 5000, Workers: []int{1, 2},
 		WorkerBin: filepath.Join(dir, "worker"), APIBin: filepath.Join(dir, "api"), SelfBin: filepath.Join(dir, "ptctl"),
 		NaiveSample: 200, Notices: 300, APISeconds: 1, APIExecutions: 2000, Progress: &progress,
@@ -67,7 +67,7 @@ func TestRunSmall(t *testing.T) {
 		}
 	}
 	var md bytes.Buffer
-	if err := bench.WriteMarkdown(&md, rep, "test"); err != nil {
+	if err := benchmark.WriteMarkdown(&md, rep, "test"); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Count(md.String(), "| same as set-based |"); got != 19 || !strings.Contains(md.String(), "## A small job's fixed cost") {
