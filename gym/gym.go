@@ -1,9 +1,12 @@
 // Package gym is the PT gym's service layer: the operations a person
-// triggers — grant passes, create packages, request and download exports,
-// launch and steer job executions, read statistics and passes — each owning
-// its transaction and its enqueue. The JSON API, the pages and ptctl only
-// translate to and from it, so a page and its JSON twin cannot drift apart.
-// It calls down into the jobs (tasks) and the engine; neither imports it.
+// triggers — grant passes, create packages, run the timetable and book
+// classes, request and download exports, launch and steer job executions,
+// read statistics and passes — each owning its transaction and its
+// enqueue. The JSON API, the pages and ptctl only translate to and from it,
+// so a page and its JSON twin cannot drift apart; the web layer imports
+// nothing below it (engine.go names the engine's types and error classes
+// it passes up). It calls down into the jobs (tasks) and the engine;
+// neither imports it.
 package gym
 
 import (
