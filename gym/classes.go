@@ -3,6 +3,7 @@ package gym
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -309,27 +310,15 @@ type BookRequest struct {
 // committed before), and the seat is taken by a conditional UPDATE that
 // the class's CHECK bounds. Every refusal is a FieldError or ErrConflict
 // that changes nothing. With idem, a repeat returns the first answer.
-func (s *Service) Book(ctx context.Context, userID int64, r BookRequest, idem *Idempotency) (b *Booking, replay []byte, err error) {
+func (s *Service) Book(ctx context.Context, userID int64, r BookRequest, idem *Idempotency) (*Booking, json.RawMessage, error) {
 	if r.ClassID <= 0 {
 		return nil, nil, &FieldError{Field: "class_id", Message: "required"}
 	}
 	if r.PassID <= 0 {
 		return nil, nil, &FieldError{Field: "pass_id", Message: "required"}
 	}
-	err = s.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if idem != nil {
-			var fresh bool
-			if replay, fresh, err = claimKey(ctx, tx, idem); err != nil || !fresh {
-				return err
-			}
-		}
-		if b, err = s.book(ctx, tx, userID, r); err != nil {
-			return err
-		}
-		if idem != nil {
-			return saveAnswer(ctx, tx, idem, b)
-		}
-		return nil
+	b, replay, err := idempotent(ctx, s.DB, idem, func(ctx context.Context, tx bun.Tx) (*Booking, error) {
+		return s.book(ctx, tx, userID, r)
 	})
 	if err != nil || replay != nil {
 		return nil, replay, err

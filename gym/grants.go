@@ -25,27 +25,40 @@ type Idempotency struct {
 // for its time; a lost enqueue is caught by the per-minute add-passes run.
 // With idem, a repeat returns the first answer as replay and grants
 // nothing; a repeat with another body is a FieldError on Idempotency-Key.
-func (s *Service) Grant(ctx context.Context, r tasks.GrantRequest, idem *Idempotency) (g *tasks.Grant, replay json.RawMessage, err error) {
-	err = s.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if idem != nil {
-			var fresh bool
-			if replay, fresh, err = claimKey(ctx, tx, idem); err != nil || !fresh {
-				return err
-			}
-		}
-		if g, err = tasks.CreateGrant(ctx, tx, r, s.now()); err != nil {
-			return err
-		}
-		if idem != nil {
-			return saveAnswer(ctx, tx, idem, g)
-		}
-		return nil
+func (s *Service) Grant(ctx context.Context, r tasks.GrantRequest, idem *Idempotency) (*tasks.Grant, json.RawMessage, error) {
+	g, replay, err := idempotent(ctx, s.DB, idem, func(ctx context.Context, tx bun.Tx) (*tasks.Grant, error) {
+		return tasks.CreateGrant(ctx, tx, r, s.now())
 	})
 	if err != nil || replay != nil {
 		return nil, replay, err
 	}
 	s.enqueueGrant(ctx, g)
 	return g, nil, nil
+}
+
+// idempotent runs do in one transaction under idem (nil: none): the first
+// use of the key records do's answer; a repeat returns that answer as
+// replay and runs nothing.
+func idempotent[T any](ctx context.Context, db *bun.DB, idem *Idempotency, do func(ctx context.Context, tx bun.Tx) (T, error)) (T, json.RawMessage, error) {
+	var out T
+	var replay json.RawMessage
+	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		var err error
+		if idem != nil {
+			var fresh bool
+			if replay, fresh, err = claimKey(ctx, tx, idem); err != nil || !fresh {
+				return err
+			}
+		}
+		if out, err = do(ctx, tx); err != nil {
+			return err
+		}
+		if idem != nil {
+			return saveAnswer(ctx, tx, idem, out)
+		}
+		return nil
+	})
+	return out, replay, err
 }
 
 // claimKey records idem's key, or finds its first answer (fresh false).

@@ -9,17 +9,7 @@ import (
 // classRoutes are the timetable as members use it: the classes with seats
 // left, booking one with a pass, cancelling a booking.
 func (s *server) classRoutes(r fiber.Router) {
-	r.Get("/classes", requireUser, func(c *fiber.Ctx) error {
-		from, to, err := queryRange(c)
-		if err != nil {
-			return err
-		}
-		out, err := s.gym.Classes(c.UserContext(), from, to)
-		if err != nil {
-			return err
-		}
-		return c.JSON(fiber.Map{"items": out})
-	})
+	r.Get("/classes", requireUser, s.apiClasses)
 	r.Post("/me/bookings", requireMember, s.apiBook)
 	r.Delete("/me/bookings/:id", requireMember, func(c *fiber.Ctx) error {
 		id, err := pathID(c, "id")
@@ -32,6 +22,19 @@ func (s *server) classRoutes(r fiber.Router) {
 		}
 		return c.JSON(b)
 	})
+}
+
+// apiClasses lists the classes starting in the query's from and to.
+func (s *server) apiClasses(c *fiber.Ctx) error {
+	from, to, err := queryRange(c)
+	if err != nil {
+		return err
+	}
+	out, err := s.gym.Classes(c.UserContext(), from, to)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"items": out})
 }
 
 // requireMember lets members' sessions through: 401 without one, 403 for
@@ -73,17 +76,7 @@ func (s *server) apiBook(c *fiber.Ctx) error {
 // adminClassRoutes run the timetable: create (a weekly series at once),
 // edit, cancel, and mark attendance.
 func (s *server) adminClassRoutes(a fiber.Router) {
-	a.Get("/classes", func(c *fiber.Ctx) error {
-		from, to, err := queryRange(c)
-		if err != nil {
-			return err
-		}
-		out, err := s.gym.Classes(c.UserContext(), from, to)
-		if err != nil {
-			return err
-		}
-		return c.JSON(fiber.Map{"items": out})
-	})
+	a.Get("/classes", s.apiClasses)
 	a.Post("/classes", func(c *fiber.Ctx) error {
 		var in gym.ClassInput
 		if err := decodeJSON(c, &in); err != nil {
