@@ -24,7 +24,7 @@ func TestRunSmall(t *testing.T) {
 	db := testenv.NewDB(t)
 	rd := testenv.NewRedis(t)
 	dir := t.TempDir()
-	out, err := exec.Command("go", "build", "-o", dir+"/", "../../cmd/worker", "../../cmd/api", "../../cmd/ptctl").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", dir+"/", "../cmd/worker", "../cmd/api", "../cmd/ptctl").CombinedOutput()
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
