@@ -123,11 +123,20 @@ start_redis() {
 			free_port $((port + 1)) >"$RDIR/port"
 			port=$(cat "$RDIR/port")
 		fi
-		say "starting Redis on 127.0.0.1:$port"
-		redis-server --bind 127.0.0.1 --port "$port" --dir "$RDIR" --daemonize yes \
-			--pidfile "$RDIR/redis.pid" --logfile "$RDIR/redis.log" \
-			--databases 4096 --save '' --appendonly no >/dev/null
-		for _ in $(seq 50); do redis_running && break; sleep 0.1; done
+		# A port no one listens on may still be bound (the local end of an
+		# outgoing connection): then try the next free one.
+		for _ in $(seq 10); do
+			say "starting Redis on 127.0.0.1:$port"
+			: >"$RDIR/redis.log"
+			redis-server --bind 127.0.0.1 --port "$port" --dir "$RDIR" --daemonize yes \
+				--pidfile "$RDIR/redis.pid" --logfile "$RDIR/redis.log" \
+				--databases 4096 --save '' --appendonly no >/dev/null
+			for _ in $(seq 50); do redis_running && break; sleep 0.1; done
+			redis_running && break
+			grep -q "Address already in use" "$RDIR/redis.log" || break
+			free_port $((port + 1)) >"$RDIR/port"
+			port=$(cat "$RDIR/port")
+		done
 		redis_running || die "Redis did not start; see $RDIR/redis.log"
 	fi
 	REDIS_URL_BASE="redis://127.0.0.1:$port"
