@@ -25,8 +25,9 @@ type Partitioner func(ctx context.Context, db bun.IDB, sc *StepContext) ([]Range
 // KeyRangePartitioner splits [min, max] of column over the rows that filter
 // selects into up to n equal ranges; n < 1 leaves the count to the launch
 // and the engine (StepContext.Partitions), which size it by the rows the
-// filter selects (counted in the same statement). No rows: no partitions
-// (the step completes at once with zero counts).
+// filter selects (counted in the same statement; with n given nothing is
+// counted, so an indexed column with no filter costs two index probes).
+// No rows: no partitions (the step completes at once with zero counts).
 //
 // column is the key the step's reader pages on; it need not be unique (see
 // GroupedReader): partition by what the writer locks, so that two
@@ -38,8 +39,10 @@ func KeyRangePartitioner(table, column string, n int, filter func(q *bun.SelectQ
 			Max  *int64 `bun:"max"`
 			Rows int64  `bun:"rows"`
 		}
-		q := db.NewSelect().TableExpr(table).
-			ColumnExpr("min(?) AS min, max(?) AS max, count(*) AS rows", bun.Safe(column), bun.Safe(column))
+		q := db.NewSelect().TableExpr(table).ColumnExpr("min(?) AS min, max(?) AS max", bun.Safe(column), bun.Safe(column))
+		if n < 1 {
+			q = q.ColumnExpr("count(*) AS rows")
+		}
 		if filter != nil {
 			q = filter(q, sc)
 		}

@@ -106,7 +106,9 @@ func (l *Local) put(ctx context.Context, key string, r io.Reader) (int64, error)
 		return 0, err
 	}
 	defer os.Remove(f.Name())
-	n, err := io.Copy(f, r)
+	// 1 MiB writes: a merged export of 98 MB in 32 KiB pieces (io.Copy's)
+	// was 3,000 writes, each a hand-off from the writing goroutine.
+	n, err := io.CopyBuffer(struct{ io.Writer }{f}, r, make([]byte, 1<<20))
 	if err == nil {
 		err = f.Sync()
 	}

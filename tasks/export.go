@@ -117,7 +117,9 @@ func countExport(ctx context.Context, tx bun.Tx, sc *batch.StepContext) (batch.R
 	if err != nil {
 		return batch.Finished, err
 	}
-	n, err := k.where(tx.NewSelect().TableExpr(k.from), f).Count(ctx)
+	// The keyset table alone: its joins are to the rows it refers to, and
+	// reading them doubled the count's time.
+	n, err := k.where(tx.NewSelect().TableExpr(k.keyFrom), f).Count(ctx)
 	if err != nil {
 		return batch.Finished, fmt.Errorf("count export rows: %w", err)
 	}
@@ -142,7 +144,7 @@ func exportParts(d Deps) batch.ChunkStep[exportRow, exportRow] {
 			if err != nil {
 				return nil, err
 			}
-			return batch.KeyRangePartitioner(k.from, k.keyCol(), exportPartitions(ctx, d, sc, e), func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery {
+			return batch.KeyRangePartitioner(k.keyFrom, k.keyCol(), exportPartitions(ctx, d, sc, e), func(q *bun.SelectQuery, sc *batch.StepContext) *bun.SelectQuery {
 				return k.where(q, f)
 			})(ctx, db, sc)
 		},
@@ -295,7 +297,15 @@ func (r exportReader) Read(ctx context.Context, db bun.IDB, sc *batch.StepContex
 	if err != nil {
 		return nil, err
 	}
-	return copyRows(ctx, db, x, from, to, limit)
+	rows, err := copyRows(ctx, db, x, from, to, limit, r.cache.sizeHint(sc.StepExecutionID))
+	if len(rows) > 0 {
+		n := 0
+		for _, row := range rows {
+			n += len(row.Line) + 8 // and its key
+		}
+		r.cache.remember(sc.StepExecutionID, n/len(rows)*limit)
+	}
+	return rows, err
 }
 
 // loadedExport is an export's row with its kind and filter.
@@ -306,12 +316,32 @@ type loadedExport struct {
 }
 
 // exportCache keeps each partition's export (by step execution), so a
-// partition loads it once, not once a chunk. It holds at most
-// exportCacheSize partitions; past that it starts over.
+// partition loads it once, not once a chunk, and the size of its chunks'
+// COPY output, so the next chunk's buffer is sized at once. It holds at
+// most exportCacheSize partitions; past that it starts over.
 type exportCache struct {
 	mu    sync.Mutex
 	m     map[int64]loadedExport
+	sizes map[int64]int
 	loads int // how many times it went to the database (tests)
+}
+
+// sizeHint is about how many bytes the partition's next chunk will take:
+// a ninth more than its last full chunk's estimate, 0 before the first.
+func (c *exportCache) sizeHint(stepExecutionID int64) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sizes[stepExecutionID] * 9 / 8
+}
+
+// remember keeps n as the partition's estimate of a full chunk's size.
+func (c *exportCache) remember(stepExecutionID int64, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sizes == nil || len(c.sizes) >= exportCacheSize {
+		c.sizes = map[int64]int{}
+	}
+	c.sizes[stepExecutionID] = n
 }
 
 const exportCacheSize = 256

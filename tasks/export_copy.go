@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/uptrace/bun"
@@ -19,7 +20,9 @@ import (
 
 // copyRows reads up to limit rows of export x with keys in [from, to), in
 // key order, by COPY (SELECT …) TO STDOUT on one of db's connections.
-func copyRows(ctx context.Context, db bun.IDB, x loadedExport, from, to int64, limit int) ([]exportRow, error) {
+// sizeHint is about how many bytes COPY will write (0: unknown): the
+// buffer takes them at once instead of growing by doubling.
+func copyRows(ctx context.Context, db bun.IDB, x loadedExport, from, to int64, limit, sizeHint int) ([]exportRow, error) {
 	csv := x.export.Format == "csv"
 	k := x.kind
 	q := k.where(db.NewSelect().TableExpr(k.from), x.filter).ColumnExpr(k.selectList(csv)).
@@ -30,11 +33,12 @@ func copyRows(ctx context.Context, db bun.IDB, x loadedExport, from, to int64, l
 		format = "csv"
 	}
 	var buf bytes.Buffer
+	buf.Grow(sizeHint)
 	if err := copyTo(ctx, db, &buf, "COPY ("+q.String()+") TO STDOUT WITH (FORMAT "+format+")"); err != nil {
 		return nil, fmt.Errorf("read export rows: %w", err)
 	}
 	if csv {
-		return splitCSV(buf.Bytes())
+		return splitCSV(buf.Bytes(), k.types)
 	}
 	return splitText(buf.Bytes())
 }
@@ -62,10 +66,20 @@ func copyTo(ctx context.Context, db bun.IDB, w io.Writer, sql string) error {
 }
 
 // splitCSV cuts COPY's CSV into rows: the key (the first field, digits)
-// and the rest of the line with its newline, as Postgres wrote it. A
-// newline inside a quoted field does not end a row.
-func splitCSV(b []byte) ([]exportRow, error) {
-	rows := make([]exportRow, 0, bytes.Count(b, []byte{'\n'}))
+// and the rest of the line with its newline, as Postgres wrote it but for
+// the cells typed "time" in types, which become RFC 3339 (appendRFC3339).
+// A newline inside a quoted field does not end a row. The lines lie one
+// after the other in one buffer, which putPart stores without a copy:
+// never append to one.
+func splitCSV(b []byte, types []string) ([]exportRow, error) {
+	n, times := bytes.Count(b, []byte{'\n'}), 0
+	for _, t := range types {
+		if t == "time" {
+			times++
+		}
+	}
+	rows := make([]exportRow, 0, n)
+	out := make([]byte, 0, len(b)+n*times) // each time cell grows by its Z
 	for len(b) > 0 {
 		comma := bytes.IndexByte(b, ',')
 		if comma <= 0 {
@@ -75,21 +89,115 @@ func splitCSV(b []byte) ([]exportRow, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read export rows: key %q: %w", b[:comma], err)
 		}
-		end, quoted := comma+1, false
-		for ; end < len(b); end++ {
-			switch c := b[end]; {
-			case c == '"':
-				quoted = !quoted // a doubled quote toggles twice
-			case c == '\n' && !quoted:
-				goto row
+		b = b[comma+1:]
+		start := len(out)
+		for i := 0; ; i++ {
+			end := csvFieldEnd(b)
+			if end < 0 {
+				return nil, errors.New("read export rows: the last COPY line has no end")
+			}
+			if i < len(types) && types[i] == "time" {
+				out = appendRFC3339(out, b[:end])
+			} else {
+				out = append(out, b[:end]...)
+			}
+			out = append(out, b[end])
+			last := b[end] == '\n'
+			b = b[end+1:]
+			if last {
+				break
 			}
 		}
-		return nil, errors.New("read export rows: the last COPY line has no end")
-	row:
-		rows = append(rows, exportRow{ID: id, Line: b[comma+1 : end+1]})
-		b = b[end+1:]
+		rows = append(rows, exportRow{ID: id, Line: out[start:]})
 	}
 	return rows, nil
+}
+
+// csvFieldEnd is the index in b of the comma or newline that ends the CSV
+// field b starts with (a quoted field may hold both; a doubled quote
+// inside it is a quote), or -1 when there is none.
+func csvFieldEnd(b []byte) int {
+	i := 0
+	if len(b) > 0 && b[0] == '"' {
+		for i = 1; ; i++ {
+			q := bytes.IndexByte(b[i:], '"')
+			if q < 0 {
+				return -1
+			}
+			i += q + 1
+			if i == len(b) || b[i] != '"' {
+				break
+			}
+		}
+	}
+	for ; i < len(b); i++ {
+		if b[i] == ',' || b[i] == '\n' {
+			return i
+		}
+	}
+	return -1
+}
+
+// appendRFC3339 appends to out a time cell as COPY wrote it in DateStyle
+// ISO ("2026-11-24 01:00:00", maybe with a fraction; see utcTime) as
+// RFC 3339 in UTC to the second ("2026-11-24T01:00:00Z"). An empty cell
+// (NULL), and one in another form (BC, past year 9999, infinity), is
+// appended as it is.
+func appendRFC3339(out, f []byte) []byte {
+	if !isoWallTime(f) {
+		return append(out, f...)
+	}
+	out = append(out, f[:10]...)
+	out = append(out, 'T')
+	out = append(out, f[11:19]...)
+	return append(out, 'Z')
+}
+
+// isoWallTime reports whether f is "YYYY-MM-DD HH:MM:SS", maybe followed
+// by a fraction: a timestamp COPY writes in DateStyle ISO.
+func isoWallTime(f []byte) bool {
+	if len(f) < 19 || (len(f) > 19 && f[19] != '.') {
+		return false
+	}
+	for i, c := range f[:19] {
+		switch i {
+		case 4, 7:
+			if c != '-' {
+				return false
+			}
+		case 10:
+			if c != ' ' {
+				return false
+			}
+		case 13, 16:
+			if c != ':' {
+				return false
+			}
+		default:
+			if c < '0' || c > '9' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// parseCellTime reads a time cell: COPY's DateStyle ISO wall time in UTC
+// (see utcTime), to the second, or RFC 3339 (cells given by tests and
+// tools).
+func parseCellTime(v string) (time.Time, bool) {
+	if isoWallTime([]byte(v)) {
+		d := func(i, n int) int {
+			x := 0
+			for _, c := range v[i : i+n] {
+				x = x*10 + int(c-'0')
+			}
+			return x
+		}
+		return time.Date(d(0, 4), time.Month(d(5, 2)), d(8, 2), d(11, 2), d(14, 2), d(17, 2), 0, time.UTC), true
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	return t, err == nil
 }
 
 // splitText cuts COPY's text format into rows: a line a row, the key its

@@ -27,7 +27,8 @@ type exportColumn struct {
 // the merge all derive from it.
 type exportKind struct {
 	table    string // the keyset table's alias
-	from     string // FROM … (with joins)
+	from     string // FROM …: the keyset table with its alias, then its joins
+	keyFrom  string // the keyset table with its alias, which the filter's columns are all from
 	timeCol  string // what from/to filter
 	statuses []string
 	cols     []exportColumn
@@ -37,7 +38,8 @@ type exportKind struct {
 
 // kind builds an exportKind from its columns.
 func kind(table, from, timeCol string, statuses []string, cols ...exportColumn) exportKind {
-	k := exportKind{table: table, from: from, timeCol: timeCol, statuses: statuses, cols: cols}
+	keyFrom, _, _ := strings.Cut(from, " JOIN ")
+	k := exportKind{table: table, from: from, keyFrom: keyFrom, timeCol: timeCol, statuses: statuses, cols: cols}
 	for _, c := range cols {
 		k.columns = append(k.columns, c.name)
 		k.types = append(k.types, c.typ)
@@ -45,10 +47,15 @@ func kind(table, from, timeCol string, statuses []string, cols ...exportColumn) 
 	return k
 }
 
-// utcText is SQL for a timestamp column as RFC 3339 UTC text (NULL stays
-// NULL: an empty cell).
-func utcText(col string) string {
-	return "to_char(" + col + ` AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')`
+// utcTime is SQL for a timestamp column as UTC wall time (a timestamp
+// without time zone), which COPY writes in DateStyle ISO, as
+// "2026-11-24 01:00:00" (with a fraction when there is one). That costs
+// Postgres next to nothing, where to_char(…) into RFC 3339 more than
+// doubled an export's read (1M bookings: 2.0 s against 0.87 s). CSV parts
+// rewrite it as RFC 3339 on the byte stream (appendRFC3339); XLSX parses
+// it (parseCellTime). NULL stays NULL: an empty cell.
+func utcTime(col string) string {
+	return "(" + col + " AT TIME ZONE 'UTC')"
 }
 
 var exportKinds = map[string]exportKind{
@@ -57,17 +64,17 @@ var exportKinds = map[string]exportKind{
 		exportColumn{"id", "int", "b.id"}, exportColumn{"user_id", "int", "b.user_id"}, exportColumn{"user_name", "text", "u.name"},
 		exportColumn{"pass_id", "int", "b.pass_id"}, exportColumn{"status", "text", "b.status"},
 		exportColumn{"attended", "bool", "b.attended::text"}, exportColumn{"used_pass", "bool", "b.used_pass::text"},
-		exportColumn{"started_at", "time", utcText("b.started_at")}, exportColumn{"ended_at", "time", utcText("b.ended_at")},
-		exportColumn{"cancelled_at", "time", utcText("b.cancelled_at")}),
+		exportColumn{"started_at", "time", utcTime("b.started_at")}, exportColumn{"ended_at", "time", utcTime("b.ended_at")},
+		exportColumn{"cancelled_at", "time", utcTime("b.cancelled_at")}),
 	"passes": kind("p", "pass AS p JOIN users AS u ON u.id = p.user_id JOIN package AS k ON k.id = p.package_id", "p.started_at",
 		[]string{models.PassReady, models.PassProgressed, models.PassExpired},
 		exportColumn{"id", "int", "p.id"}, exportColumn{"user_id", "int", "p.user_id"}, exportColumn{"user_name", "text", "u.name"},
 		exportColumn{"package", "text", "k.name"}, exportColumn{"status", "text", "p.status"},
 		exportColumn{"remaining_count", "int", "p.remaining_count"},
-		exportColumn{"started_at", "time", utcText("p.started_at")}, exportColumn{"ended_at", "time", utcText("p.ended_at")},
-		exportColumn{"expired_at", "time", utcText("p.expired_at")}),
+		exportColumn{"started_at", "time", utcTime("p.started_at")}, exportColumn{"ended_at", "time", utcTime("p.ended_at")},
+		exportColumn{"expired_at", "time", utcTime("p.expired_at")}),
 	"statistics": kind("s", "statistics AS s", "s.statistics_at", nil,
-		exportColumn{"statistics_at", "time", utcText("s.statistics_at")}, exportColumn{"all_count", "int", "s.all_count"},
+		exportColumn{"statistics_at", "time", utcTime("s.statistics_at")}, exportColumn{"all_count", "int", "s.all_count"},
 		exportColumn{"attended_count", "int", "s.attended_count"}, exportColumn{"cancelled_count", "int", "s.cancelled_count"}),
 }
 

@@ -4,6 +4,7 @@ package tasks
 // by copying their bytes (the partitions did the encoding and deflating).
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -108,7 +109,11 @@ func storeMerged(ctx context.Context, store storage.Store, key string, write fun
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, err := write(pw)
+		bw := bufio.NewWriterSize(pw, 1<<20) // through the pipe in 1 MiB pieces
+		_, err := write(bw)
+		if err == nil {
+			err = bw.Flush()
+		}
 		pw.CloseWithError(err)
 	}()
 	size, err := store.Put(ctx, key, io.TeeReader(pr, h))

@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/passbatch/passbatch/batch"
 	"github.com/passbatch/passbatch/internal/workbook"
@@ -98,23 +97,51 @@ func writePart(ctx context.Context, store storage.Store, key, format string, k e
 // putPart stores rows as a part: for CSV their lines as they are, for
 // XLSX their cells as deflated SpreadsheetML.
 func putPart(ctx context.Context, store storage.Store, key, format string, k exportKind, rows []exportRow) error {
-	var payload bytes.Buffer
+	var body []byte
 	var h partHeader
 	if format == "xlsx" {
+		var payload bytes.Buffer
 		seg, truncated, err := xlsxRows(&payload, k, rows)
 		if err != nil {
 			return err
 		}
+		body = payload.Bytes()
 		h = partHeader{rows: seg.Rows, size: seg.Size, crc: seg.CRC, payload: seg.Compressed, truncated: truncated}
 	} else {
-		for _, r := range rows {
-			payload.Write(r.Line)
-		}
-		n := int64(payload.Len())
-		h = partHeader{rows: int64(len(rows)), size: n, crc: crc32.ChecksumIEEE(payload.Bytes()), payload: n}
+		body = csvLines(rows)
+		n := int64(len(body))
+		h = partHeader{rows: int64(len(rows)), size: n, crc: crc32.ChecksumIEEE(body), payload: n}
 	}
-	_, err := store.Put(ctx, key, io.MultiReader(bytes.NewReader(h.encode()), &payload))
+	_, err := store.Put(ctx, key, io.MultiReader(bytes.NewReader(h.encode()), bytes.NewReader(body)))
 	return err
+}
+
+// csvLines is the rows' CSV lines as one slice: the buffer splitCSV cut
+// them from when they lie in it one after the other, else a copy.
+func csvLines(rows []exportRow) []byte {
+	n := 0
+	for _, r := range rows {
+		n += len(r.Line)
+	}
+	if len(rows) == 0 || cap(rows[0].Line) < n {
+		return slices.Concat(lineSlices(rows)...)
+	}
+	all, off := rows[0].Line[:n], 0
+	for _, r := range rows {
+		if len(r.Line) > 0 && &all[off] != &r.Line[0] {
+			return slices.Concat(lineSlices(rows)...)
+		}
+		off += len(r.Line)
+	}
+	return all
+}
+
+func lineSlices(rows []exportRow) [][]byte {
+	s := make([][]byte, len(rows))
+	for i, r := range rows {
+		s[i] = r.Line
+	}
+	return s
 }
 
 // xlsxRows writes rows as typed SpreadsheetML cells into a deflate
@@ -156,7 +183,7 @@ func xlsxCell(rw *workbook.RowWriter, typ, v string) {
 		rw.Bool(v == "true")
 		return
 	case "time":
-		if t, err := time.Parse(time.RFC3339, v); err == nil {
+		if t, ok := parseCellTime(v); ok {
 			rw.Time(t.In(models.Seoul))
 			return
 		}

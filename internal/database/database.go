@@ -73,6 +73,11 @@ func Open(ctx context.Context, url string, opts Options) (*bun.DB, error) {
 	// connection) cost a second round trip, a Parse and an eviction per
 	// statement. The simple protocol is one round trip and nothing kept.
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	// pgx reads timestamps in text (the simple protocol) and exports read
+	// them from COPY: both as DateStyle ISO, whatever the server's default.
+	if _, ok := cfg.RuntimeParams["datestyle"]; !ok {
+		cfg.RuntimeParams["datestyle"] = "ISO, MDY"
+	}
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok && opts.ApplicationName != "" {
 		cfg.RuntimeParams["application_name"] = opts.ApplicationName
 	}
