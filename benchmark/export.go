@@ -72,8 +72,31 @@ func (r *runner) exports(ctx context.Context) ([]Result, error) {
 	return out, nil
 }
 
-// copyBaseline runs exportBaseline into a file under the storage dir.
+// copyBaselineRuns is how many times the COPY runs; the fastest counts.
+// On the 2-core machine one COPY of 1M bookings took 1.1 s in one run and
+// 1.7-1.9 s in the next, so a single run made the job's ratio swing by
+// half; the fastest of three is the stricter baseline.
+const copyBaselineRuns = 3
+
+// copyBaseline runs exportBaseline into a file under the storage dir,
+// copyBaselineRuns times, and reports the fastest.
 func (r *runner) copyBaseline(ctx context.Context, name string) (Result, error) {
+	var best Result
+	for i := 0; i < copyBaselineRuns; i++ {
+		res, err := r.copyOnce(ctx, name)
+		if err != nil {
+			return Result{}, err
+		}
+		if i == 0 || res.Seconds < best.Seconds {
+			best = res
+		}
+	}
+	best.Note += fmt.Sprintf(", fastest of %d", copyBaselineRuns)
+	return best, nil
+}
+
+// copyOnce runs exportBaseline once into a file and syncs it.
+func (r *runner) copyOnce(ctx context.Context, name string) (Result, error) {
 	path := filepath.Join(r.storageDir, "copy-baseline.csv")
 	f, err := os.Create(path)
 	if err != nil {
