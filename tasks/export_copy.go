@@ -185,8 +185,8 @@ func isoWallTime(f []byte) bool {
 // parseCellTime reads a time cell: COPY's DateStyle ISO wall time in UTC
 // (see utcTime), to the second, or RFC 3339 (cells given by tests and
 // tools).
-func parseCellTime(v string) (time.Time, bool) {
-	if isoWallTime([]byte(v)) {
+func parseCellTime(v []byte) (time.Time, bool) {
+	if isoWallTime(v) {
 		d := func(i, n int) int {
 			x := 0
 			for _, c := range v[i : i+n] {
@@ -196,8 +196,39 @@ func parseCellTime(v string) (time.Time, bool) {
 		}
 		return time.Date(d(0, 4), time.Month(d(5, 2)), d(8, 2), d(11, 2), d(14, 2), d(17, 2), 0, time.UTC), true
 	}
-	t, err := time.Parse(time.RFC3339, v)
+	t, err := time.Parse(time.RFC3339, string(v))
 	return t, err == nil
+}
+
+// parseCellInt reads an int cell's decimal digits (with a sign); ok is
+// false for anything else or past int64. Up to 18 digits it needs no
+// string (strconv's), which cost an allocation a cell.
+func parseCellInt(v []byte) (int64, bool) {
+	neg := len(v) > 0 && v[0] == '-'
+	if neg {
+		v = v[1:]
+	}
+	if len(v) > 18 {
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		if neg {
+			n = -n
+		}
+		return n, err == nil
+	}
+	if len(v) == 0 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
 }
 
 // splitText cuts COPY's text format into rows: a line a row, the key its
@@ -227,28 +258,31 @@ func splitText(b []byte) ([]exportRow, error) {
 }
 
 // textCells calls cell with each field of a COPY text-format line, in
-// order, unescaped (a NULL is "").
-func textCells(line []byte, cell func(i int, v string)) {
+// order, unescaped (a NULL is empty). A field is the line's own bytes when
+// it has no escape, else scratch's: valid until the next call only.
+func textCells(line []byte, cell func(i int, v []byte)) {
+	var scratch []byte
 	for i := 0; ; i++ {
 		tab := bytes.IndexByte(line, '\t')
 		if tab < 0 {
-			cell(i, unescapeText(line))
+			cell(i, unescapeText(line, &scratch))
 			return
 		}
-		cell(i, unescapeText(line[:tab]))
+		cell(i, unescapeText(line[:tab], &scratch))
 		line = line[tab+1:]
 	}
 }
 
-// unescapeText reads one field of COPY's text format.
-func unescapeText(f []byte) string {
+// unescapeText reads one field of COPY's text format: f itself when it
+// holds no backslash, else its unescaped bytes in *scratch.
+func unescapeText(f []byte, scratch *[]byte) []byte {
 	if len(f) == 2 && f[0] == '\\' && f[1] == 'N' {
-		return ""
+		return nil
 	}
 	if bytes.IndexByte(f, '\\') < 0 {
-		return string(f)
+		return f
 	}
-	out := make([]byte, 0, len(f))
+	out := (*scratch)[:0]
 	for i := 0; i < len(f); i++ {
 		if f[i] != '\\' || i+1 == len(f) {
 			out = append(out, f[i])
@@ -272,5 +306,6 @@ func unescapeText(f []byte) string {
 			out = append(out, f[i]) // \\ and any other escaped byte
 		}
 	}
-	return string(out)
+	*scratch = out
+	return out
 }

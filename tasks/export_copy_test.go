@@ -59,13 +59,13 @@ func TestSplitCSVRewritesTimes(t *testing.T) {
 func TestParseCellTime(t *testing.T) {
 	want := time.Date(2026, 11, 24, 1, 2, 3, 0, time.UTC)
 	for _, v := range []string{"2026-11-24 01:02:03", "2026-11-24 01:02:03.999999", "2026-11-24T01:02:03Z", "2026-11-24T10:02:03+09:00"} {
-		got, ok := parseCellTime(v)
+		got, ok := parseCellTime([]byte(v))
 		if !ok || !got.Equal(want) {
 			t.Errorf("parseCellTime(%q) = %v, %v; want %v", v, got, ok, want)
 		}
 	}
 	for _, v := range []string{"infinity", "0044-03-15 00:00:00 BC", "2026-11-24", ""} {
-		if _, ok := parseCellTime(v); ok {
+		if _, ok := parseCellTime([]byte(v)); ok {
 			t.Errorf("parseCellTime(%q): ok", v)
 		}
 	}
@@ -78,6 +78,37 @@ func TestExportKindsKeyTable(t *testing.T) {
 	for name, k := range exportKinds {
 		if !strings.HasSuffix(k.keyFrom, " AS "+k.table) || strings.Count(k.keyFrom, " ") != 2 {
 			t.Errorf("kind %s: keyset table %q, alias %q", name, k.keyFrom, k.table)
+		}
+	}
+}
+
+// TestTextCells reads COPY's text format as xlsxRows does: fields in
+// order, \N and an empty field as empty, escapes undone.
+func TestTextCells(t *testing.T) {
+	var got []string
+	textCells([]byte("김민지\tTab\\there\\\\x\t\\N\t\t2026-11-24 01:00:00\tline\\nnext"), func(i int, v []byte) {
+		if i != len(got) {
+			t.Fatalf("field %d after %d", i, len(got))
+		}
+		got = append(got, string(v))
+	})
+	want := []string{"김민지", "Tab\there\\x", "", "", "2026-11-24 01:00:00", "line\nnext"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("textCells = %q, want %q", got, want)
+	}
+}
+
+// TestParseCellInt reads int cells as strconv would, past 18 digits too.
+func TestParseCellInt(t *testing.T) {
+	for v, want := range map[string]int64{"0": 0, "42": 42, "-7": -7, "123456789012345678": 123456789012345678,
+		"9223372036854775807": 9223372036854775807, "-9223372036854775807": -9223372036854775807} {
+		if got, ok := parseCellInt([]byte(v)); !ok || got != want {
+			t.Errorf("parseCellInt(%q) = %d, %v", v, got, ok)
+		}
+	}
+	for _, v := range []string{"", "-", "1.5", "12a", "9223372036854775808"} {
+		if _, ok := parseCellInt([]byte(v)); ok {
+			t.Errorf("parseCellInt(%q): ok", v)
 		}
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"hash/crc32"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/passbatch/passbatch/batch"
@@ -157,10 +156,10 @@ func xlsxRows(w io.Writer, k exportKind, rows []exportRow) (workbook.Segment, in
 		rw.StartRow()
 		if r.Cells != nil {
 			for i, v := range r.Cells {
-				xlsxCell(rw, k.types[i], v)
+				xlsxCell(rw, k.types[i], []byte(v))
 			}
 		} else {
-			textCells(r.Line, func(i int, v string) { xlsxCell(rw, k.types[i], v) })
+			textCells(r.Line, func(i int, v []byte) { xlsxCell(rw, k.types[i], v) })
 		}
 		rw.EndRow()
 	}
@@ -168,19 +167,20 @@ func xlsxRows(w io.Writer, k exportKind, rows []exportRow) (workbook.Segment, in
 	return seg, rw.Truncated(), err
 }
 
-func xlsxCell(rw *workbook.RowWriter, typ, v string) {
-	if v == "" {
+// xlsxCell writes one cell of type typ from its text v (empty: NULL).
+func xlsxCell(rw *workbook.RowWriter, typ string, v []byte) {
+	if len(v) == 0 {
 		rw.Empty()
 		return
 	}
 	switch typ {
 	case "int":
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n, ok := parseCellInt(v); ok {
 			rw.Int(n)
 			return
 		}
 	case "bool":
-		rw.Bool(v == "true")
+		rw.Bool(string(v) == "true")
 		return
 	case "time":
 		if t, ok := parseCellTime(v); ok {
@@ -188,7 +188,7 @@ func xlsxCell(rw *workbook.RowWriter, typ, v string) {
 			return
 		}
 	}
-	rw.Text(v)
+	rw.Text(string(v))
 }
 
 // defuseFormulas prefixes with ' every text cell a spreadsheet would take

@@ -209,16 +209,34 @@ func (rw *RowWriter) finishFinal() (Segment, error) {
 }
 
 // excelEpoch is day 0 of Excel's 1900 date system (as Excel counts it,
-// with its phantom 1900-02-29).
-var excelEpoch = time.Date(1899, 12, 30, 0, 0, 0, 0, time.UTC)
+// with its phantom 1900-02-29), 1899-12-30, in days from 1970-01-01.
+const excelEpoch = -25569
 
-// excelSerial is t's wall clock as days since excelEpoch.
+// excelSerial is t's wall clock as days since excelEpoch (a whole number
+// of days, then the time of day as a fraction).
 func excelSerial(t time.Time) float64 {
-	wall := time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
-	d := wall.Sub(excelEpoch)
-	days := d / (24 * time.Hour)
-	rest := d % (24 * time.Hour)
-	return float64(days) + float64(rest)/float64(24*time.Hour)
+	y, m, d := t.Date()
+	hh, mm, ss := t.Clock()
+	rest := time.Duration(hh*3600+mm*60+ss)*time.Second + time.Duration(t.Nanosecond())
+	return float64(daysFromCivil(y, int(m), d)-excelEpoch) + float64(rest)/float64(24*time.Hour)
+}
+
+// daysFromCivil is the number of days from 1970-01-01 to y-m-d in the
+// proleptic Gregorian calendar (Howard Hinnant's days_from_civil): no
+// time.Duration, which ends 292 years after the epoch it counts from.
+func daysFromCivil(y, m, d int) int {
+	if m <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 && y%400 != 0 {
+		era--
+	}
+	yoe := y - era*400
+	mp := (m + 9) % 12
+	doy := (153*mp+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return era*146097 + doe - 719468
 }
 
 // appendEscaped appends s as XML text: &, < and > escaped, characters XML
