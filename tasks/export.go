@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -292,20 +293,61 @@ func partName(sc *batch.StepContext) string {
 // exportReader reads an export's rows by key.
 type exportReader struct{ cache *exportCache }
 
+// Read reads the partition's next rows by COPY, a window of keys at a
+// time: about as many keys as the partition's last chunk spread its
+// limit rows over, widened until it finds limit rows or reaches to. A
+// query over the partition's whole rest with a LIMIT read it all when
+// the table's rows were no longer in key order (after many updates:
+// Postgres then takes a bitmap scan and a sort), 1.6x a window's time.
 func (r exportReader) Read(ctx context.Context, db bun.IDB, sc *batch.StepContext, from, to int64, limit int) ([]exportRow, error) {
 	x, err := r.cache.get(ctx, db, sc)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := copyRows(ctx, db, x, from, to, limit, r.cache.sizeHint(sc.StepExecutionID))
-	if len(rows) > 0 {
-		n := 0
-		for _, row := range rows {
-			n += len(row.Line) + 8 // and its key
+	shape := r.cache.shape(sc.StepExecutionID)
+	span := shape.span(limit)
+	var rows []exportRow
+	for start := from; start < to && len(rows) < limit; span = min(span, math.MaxInt64/2) * 2 {
+		end := to
+		if to-start > span {
+			end = start + span
 		}
-		r.cache.remember(sc.StepExecutionID, n/len(rows)*limit)
+		got, err := copyRows(ctx, db, x, start, end, limit-len(rows), shape.sizeFor(limit-len(rows)))
+		if err != nil {
+			return nil, err
+		}
+		if rows == nil {
+			rows = got
+		} else {
+			rows = append(rows, got...)
+		}
+		start = end
 	}
-	return rows, err
+	r.cache.remember(sc.StepExecutionID, rows, from)
+	return rows, nil
+}
+
+// chunkShape is what a partition's last chunk looked like: how many keys
+// and COPY bytes its rows took, for sizing the next read.
+type chunkShape struct {
+	rows, keys, size int64
+}
+
+// span is how many keys the next window covers for limit rows: an eighth
+// more than the last chunk needed, limit+limit/8 before the first.
+func (s chunkShape) span(limit int) int64 {
+	if s.rows == 0 {
+		return int64(limit + limit/8)
+	}
+	return max(s.keys*int64(limit)/s.rows*9/8, 1)
+}
+
+// sizeFor is about how many bytes COPY writes for n rows (0: unknown).
+func (s chunkShape) sizeFor(n int) int {
+	if s.rows == 0 {
+		return 0
+	}
+	return int(s.size * int64(n) / s.rows * 9 / 8)
 }
 
 // loadedExport is an export's row with its kind and filter.
@@ -316,32 +358,38 @@ type loadedExport struct {
 }
 
 // exportCache keeps each partition's export (by step execution), so a
-// partition loads it once, not once a chunk, and the size of its chunks'
-// COPY output, so the next chunk's buffer is sized at once. It holds at
-// most exportCacheSize partitions; past that it starts over.
+// partition loads it once, not once a chunk, and its last chunk's shape,
+// which sizes the next chunk's key window and buffer. It holds at most
+// exportCacheSize partitions; past that it starts over.
 type exportCache struct {
-	mu    sync.Mutex
-	m     map[int64]loadedExport
-	sizes map[int64]int
-	loads int // how many times it went to the database (tests)
+	mu     sync.Mutex
+	m      map[int64]loadedExport
+	shapes map[int64]chunkShape
+	loads  int // how many times it went to the database (tests)
 }
 
-// sizeHint is about how many bytes the partition's next chunk will take:
-// a ninth more than its last full chunk's estimate, 0 before the first.
-func (c *exportCache) sizeHint(stepExecutionID int64) int {
+// shape is the partition's last chunk's shape (zero before its first).
+func (c *exportCache) shape(stepExecutionID int64) chunkShape {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.sizes[stepExecutionID] * 9 / 8
+	return c.shapes[stepExecutionID]
 }
 
-// remember keeps n as the partition's estimate of a full chunk's size.
-func (c *exportCache) remember(stepExecutionID int64, n int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.sizes == nil || len(c.sizes) >= exportCacheSize {
-		c.sizes = map[int64]int{}
+// remember keeps the shape of the chunk read from key from as its rows.
+func (c *exportCache) remember(stepExecutionID int64, rows []exportRow, from int64) {
+	if len(rows) == 0 {
+		return
 	}
-	c.sizes[stepExecutionID] = n
+	s := chunkShape{rows: int64(len(rows)), keys: rows[len(rows)-1].ID - from + 1}
+	for _, row := range rows {
+		s.size += int64(len(row.Line)) + 8 // and its key
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.shapes == nil || len(c.shapes) >= exportCacheSize {
+		c.shapes = map[int64]chunkShape{}
+	}
+	c.shapes[stepExecutionID] = s
 }
 
 const exportCacheSize = 256
