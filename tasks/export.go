@@ -339,7 +339,8 @@ func (s chunkShape) span(limit int) int64 {
 	if s.rows == 0 {
 		return int64(limit + limit/8)
 	}
-	return max(s.keys*int64(limit)/s.rows*9/8, 1)
+	// In floats: keys times limit overflows an int64 past 2^48 keys.
+	return int64(max(min(float64(s.keys)/float64(s.rows)*float64(limit)*9/8, math.MaxInt64/2), 1))
 }
 
 // sizeFor is about how many bytes COPY writes for n rows (0: unknown).

@@ -112,3 +112,22 @@ func TestParseCellInt(t *testing.T) {
 		}
 	}
 }
+
+// TestChunkShapeSpan sizes a read's key window from the last chunk:
+// dense keys give about limit keys, sparse ones more, and keys too far
+// apart to multiply stay a positive window instead of overflowing.
+func TestChunkShapeSpan(t *testing.T) {
+	for _, c := range []struct {
+		s    chunkShape
+		want int64
+	}{
+		{chunkShape{}, 22_500},
+		{chunkShape{rows: 20_000, keys: 20_000}, 22_500},
+		{chunkShape{rows: 2_000, keys: 14_000}, 157_500},
+		{chunkShape{rows: 2, keys: 1 << 62}, 1 << 62}, // capped near math.MaxInt64/2
+	} {
+		if got := c.s.span(20_000); got != c.want {
+			t.Errorf("%+v.span(20000) = %d, want %d", c.s, got, c.want)
+		}
+	}
+}

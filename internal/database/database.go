@@ -6,7 +6,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -75,7 +78,7 @@ func Open(ctx context.Context, url string, opts Options) (*bun.DB, error) {
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	// pgx reads timestamps in text (the simple protocol) and exports read
 	// them from COPY: both as DateStyle ISO, whatever the server's default.
-	if _, ok := cfg.RuntimeParams["datestyle"]; !ok {
+	if !slices.ContainsFunc(slices.Collect(maps.Keys(cfg.RuntimeParams)), func(k string) bool { return strings.EqualFold(k, "datestyle") }) {
 		cfg.RuntimeParams["datestyle"] = "ISO, MDY"
 	}
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok && opts.ApplicationName != "" {
